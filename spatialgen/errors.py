@@ -1,0 +1,25 @@
+"""Errors a user can fix. The CLI prints their message as one line and exits with code 2."""
+
+
+class UserError(Exception):
+    """Base class: the message is a complete, one-line explanation for the user."""
+
+
+class InputError(UserError, ValueError):
+    """An input file or argument that cannot be used."""
+
+
+class OutputError(UserError, OSError):
+    """An output path that cannot be written."""
+
+
+class ConfigError(UserError, ValueError):
+    """A config file or override that cannot be used (bad key, bad type, bad value)."""
+
+
+class CheckpointError(UserError, ValueError):
+    """A checkpoint that is missing, corrupt or of the wrong kind."""
+
+
+class DataUnavailable(UserError, RuntimeError):
+    """A dataset that is neither cached nor fetchable here."""

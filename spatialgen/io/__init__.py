@@ -1,0 +1,1 @@
+"""Readers and writers: images, panels and plots; every file is written atomically."""

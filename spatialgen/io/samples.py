@@ -1,0 +1,79 @@
+"""Scattered-sample files: CSV (optional header, UTF-8 with or without BOM) or NPZ of plain arrays."""
+
+from __future__ import annotations
+
+import csv
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from spatialgen.errors import InputError
+
+
+def read_samples(path: str | Path, *, columns: int, npz_keys: tuple[str, str], what: str) -> np.ndarray:
+    """Read a (K, columns) float table; NPZ files hold ``npz_keys`` = (positions, values) arrays.
+
+    Rejects missing files, non-numeric cells, wrong column counts and NaN/inf with one-line errors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"input not found: {path}")
+    table = _read_npz(path, npz_keys) if path.suffix.lower() == ".npz" else _read_csv(path)
+    if table.ndim != 2 or table.shape[1] != columns:
+        got = table.shape[1] if table.ndim == 2 else "?"
+        raise InputError(f"{path}: expected {columns} columns ({what}), found {got}")
+    if not np.isfinite(table).all():
+        bad = int((~np.isfinite(table)).any(axis=1).sum())
+        raise InputError(f"{path}: {bad} row(s) contain NaN or infinite values")
+    return table
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text CSV file") from None
+    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
+    if rows and not _is_numeric(rows[0]):
+        rows = rows[1:]  # a header
+    if not rows:
+        raise InputError(f"{path}: no samples in the file")
+    widths = {len(row) for row in rows}
+    if len(widths) != 1:
+        raise InputError(f"{path}: rows have different numbers of columns ({sorted(widths)})")
+    for number, row in enumerate(rows, start=1):
+        if not _is_numeric(row):
+            raise InputError(f"{path}: row {number} is not numeric: {','.join(row)[:60]}")
+    return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
+
+
+def _is_numeric(row: list[str]) -> bool:
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return True
+
+
+def _read_npz(path: Path, keys: tuple[str, str]) -> np.ndarray:
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            missing = [key for key in keys if key not in arrays.files]
+            if missing:
+                raise InputError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays.files) or 'none'})")
+            positions, values = (np.asarray(arrays[key]) for key in keys)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: not a readable NPZ of plain arrays ({exc})") from None
+    if positions.dtype.kind not in "iuf" or values.dtype.kind not in "iuf":
+        raise InputError(f"{path}: arrays must be numeric")
+    if values.ndim == 1:
+        values = values[:, None]
+    if positions.ndim != 2 or len(positions) != len(values):
+        raise InputError(f"{path}: '{keys[0]}' must be (K, d) with as many rows as '{keys[1]}'")
+    if len(positions) == 0:
+        raise InputError(f"{path}: no samples in the file")
+    return np.concatenate([positions, values], axis=1).astype(np.float64)

@@ -1,0 +1,43 @@
+"""`spatialgen eval`: dispatch on the checkpoint's domain, print a table, write JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from spatialgen.api import Model
+from spatialgen.errors import InputError
+from spatialgen.io.atomic import atomic_path
+
+
+def evaluate(model: Model, *, contexts: tuple[int, ...], limit: int | None, seed: int) -> dict:
+    domain = model.config.adapter.name
+    if domain == "image":
+        from spatialgen.jobs.image import evaluate_image_model
+
+        return evaluate_image_model(model, contexts=contexts, limit=limit, seed=seed)
+    raise InputError(f"no evaluation is defined for '{domain}' models yet")
+
+
+def print_table(report: dict) -> None:
+    from rich.table import Table
+
+    from spatialgen.io.progress import console
+
+    rows = report["rows"]
+    metrics = [key for key in rows[0] if key not in ("context", "method")]
+    table = Table(title=f"{report['domain']} / {report['dataset']} {report['split']} ({report.get('images', '?')} items)")
+    for column in ["context", "method", *metrics]:
+        table.add_column(column.replace("_", " "), justify="right" if column != "method" else "left")
+    for row in rows:
+        table.add_row(str(row["context"]), row["method"], *(_format(row[m]) for m in metrics))
+    console.print(table)
+
+
+def _format(value) -> str:
+    return "—" if value is None else f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def write_json(report: dict, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")

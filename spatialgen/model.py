@@ -1,0 +1,203 @@
+"""PixelTransformer: a set encoder over observed samples and a query decoder.
+
+Shapes: B batch, K context samples, Q queries, D model width, dx position dims, dv value dims,
+NB output bins. Everything here works in normalised units (positions and values in [-1, 1]);
+:mod:`spatialgen.api` maps the caller's units in and out. Nothing here knows about domains.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from spatialgen.distribution import BinnedGaussianMixture
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    dim: int = 128
+    heads: int = 4
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    mlp_ratio: int = 4
+    fourier_features: int = 64
+    fourier_scale: float = 2.0  # std of the random frequencies (the paper's sigma)
+    value_embedding: int = 32
+    bins: int = 64
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        for name in ("dim", "heads", "fourier_features", "bins", "value_embedding", "mlp_ratio"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+
+class FourierFeatures(nn.Module):
+    """[sin 2*pi*xB, cos 2*pi*xB] with a frozen Gaussian matrix B (dx, F)."""
+
+    def __init__(self, *, position_dims: int, features: int, scale: float, seed: int = 0):
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        frequencies = torch.randn(position_dims, features, generator=generator) * scale
+        self.register_buffer("frequencies", frequencies)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * positions @ self.frequencies  # (..., F)
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (..., 2F)
+
+
+class Attention(nn.Module):
+    def __init__(self, *, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.to_q = nn.Linear(dim, dim)
+        self.to_kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        B, N, D = x.shape
+        M = context.shape[1]
+        q = self.to_q(x).view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, h, N, hd)
+        k, v = self.to_kv(context).view(B, M, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M), True = attend
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, hd)
+        return self.out(y.transpose(1, 2).reshape(B, N, D))
+
+
+class MLP(nn.Module):
+    def __init__(self, *, dim: int, ratio: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm attention + MLP. Self-attention when ``context`` is None, else cross-attention."""
+
+    def __init__(self, *, dim: int, heads: int, mlp_ratio: int, cross: bool):
+        super().__init__()
+        self.norm_x = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(dim) if cross else None
+        self.attention = Attention(dim=dim, heads=heads)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = MLP(dim=dim, ratio=mlp_ratio)
+
+    def forward(self, x: torch.Tensor, *, key_mask: torch.Tensor | None, context: torch.Tensor | None = None):
+        h = self.norm_x(x)
+        kv = h if self.norm_context is None else self.norm_context(context)
+        x = x + self.attention(h, kv, key_mask)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class PixelTransformer(nn.Module):
+    def __init__(self, config: ModelConfig, *, position_dims: int, value_dims: int, bin_centres: torch.Tensor):
+        super().__init__()
+        if bin_centres.shape != (config.bins, value_dims):
+            raise ValueError(f"bin_centres must be ({config.bins}, {value_dims}), got {tuple(bin_centres.shape)}")
+        self.config = config
+        self.position_dims, self.value_dims = position_dims, value_dims
+        D = config.dim
+        self.positions = FourierFeatures(
+            position_dims=position_dims, features=config.fourier_features, scale=config.fourier_scale
+        )
+        self.value_embedding = nn.Linear(value_dims, config.value_embedding)
+        self.query_value = nn.Parameter(torch.zeros(config.value_embedding))  # learned "unknown value" slot
+        self.token = nn.Linear(config.value_embedding + 2 * config.fourier_features, D)
+        self.null_token = nn.Parameter(torch.randn(D) * 0.02)  # lets K = 0 work and every row attend somewhere
+        block = dict(dim=D, heads=config.heads, mlp_ratio=config.mlp_ratio)
+        self.encoder = nn.ModuleList(Block(**block, cross=False) for _ in range(config.encoder_layers))
+        self.encoder_norm = nn.LayerNorm(D)
+        self.decoder = nn.ModuleList(Block(**block, cross=True) for _ in range(config.decoder_layers))
+        self.head_norm = nn.LayerNorm(D)
+        self.head = nn.Linear(D, config.bins * (value_dims + 2))
+        self.register_buffer("bin_centres", bin_centres.float().clone())
+        self.register_buffer("bin_width", _typical_spacing(bin_centres.float()))
+
+    # --- encoder -----------------------------------------------------------------------------
+    def encode(
+        self, context_positions: torch.Tensor, context_values: torch.Tensor, context_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, K, dx), (B, K, dv), optional (B, K) bool valid -> memory (B, 1+K, D), mask (B, 1+K)."""
+        B, K, _ = context_positions.shape
+        tokens = self.token(torch.cat([self.value_embedding(context_values), self.positions(context_positions)], -1))
+        tokens = torch.cat([self.null_token.expand(B, 1, -1), tokens], dim=1)  # (B, 1+K, D)
+        if context_mask is None:
+            context_mask = torch.ones(B, K, dtype=torch.bool, device=tokens.device)
+        mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=tokens.device), context_mask], dim=1)
+        attend = None if bool(mask.all()) else mask
+        for block in self.encoder:
+            tokens = block(tokens, key_mask=attend)
+        return self.encoder_norm(tokens), mask
+
+    # --- decoder -----------------------------------------------------------------------------
+    def decode(self, memory: torch.Tensor, memory_mask: torch.Tensor, query_positions: torch.Tensor) -> torch.Tensor:
+        """memory (B, M, D), query positions (B, Q, dx) -> head outputs (B, Q, NB*(dv+2)).
+
+        Queries attend only to the memory, never to each other, so any chunking of Q gives the
+        same numbers.
+        """
+        B, Q, _ = query_positions.shape
+        slot = self.query_value.expand(B, Q, -1)
+        x = self.token(torch.cat([slot, self.positions(query_positions)], -1))  # (B, Q, D)
+        attend = None if bool(memory_mask.all()) else memory_mask
+        for block in self.decoder:
+            x = block(x, key_mask=attend, context=memory)
+        return self.head(self.head_norm(x))
+
+    def distribution(self, head_output: torch.Tensor) -> BinnedGaussianMixture:
+        """(..., NB*(dv+2)) -> mixture over values in normalised units."""
+        NB, dv = self.config.bins, self.value_dims
+        raw = head_output.unflatten(-1, (NB, dv + 2))
+        logits = raw[..., 0]
+        offsets = raw[..., 1 : 1 + dv] * self.bin_width  # offsets in units of one bin's spacing
+        # log-variance centred on a bin's width squared, softly kept within e^(+-8) of it
+        log_var = 2 * self.bin_width.log() + 8 * torch.tanh(raw[..., 1 + dv] / 8)
+        return BinnedGaussianMixture(logits=logits, means=self.bin_centres + offsets, log_var=log_var)
+
+    def forward(
+        self,
+        context_positions: torch.Tensor,
+        context_values: torch.Tensor,
+        query_positions: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        memory, memory_mask = self.encode(context_positions, context_values, context_mask)
+        return self.decode(memory, memory_mask, query_positions)
+
+
+def _typical_spacing(centres: torch.Tensor) -> torch.Tensor:
+    """Median nearest-neighbour distance between bin centres: the scale of one bin."""
+    if len(centres) < 2:
+        return torch.tensor(1.0)
+    distances = torch.cdist(centres, centres)
+    distances.fill_diagonal_(float("inf"))
+    return distances.min(dim=1).values.median().clamp_min(1e-3)
+
+
+def uniform_bin_centres(bins: int) -> torch.Tensor:
+    """Centres of ``bins`` equal bins covering [-1, 1], shape (bins, 1)."""
+    edges = torch.linspace(-1, 1, bins + 1)
+    return ((edges[:-1] + edges[1:]) / 2)[:, None]
+
+
+def kmeans_bin_centres(values: torch.Tensor, bins: int, *, iterations: int = 30, seed: int = 0) -> torch.Tensor:
+    """k-means centres of ``values`` (N, dv) in normalised units, shape (bins, dv)."""
+    generator = torch.Generator().manual_seed(seed)
+    values = values.float()
+    if len(values) < bins:
+        raise ValueError(f"need at least {bins} values for k-means, got {len(values)}")
+    centres = values[torch.randperm(len(values), generator=generator)[:bins]].clone()
+    for _ in range(iterations):
+        assignment = torch.cdist(values, centres).argmin(dim=1)
+        counts = torch.bincount(assignment, minlength=bins).float()
+        sums = torch.zeros_like(centres).index_add_(0, assignment, values)
+        filled = counts > 0
+        centres[filled] = sums[filled] / counts[filled, None]
+    return centres

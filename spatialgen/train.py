@@ -1,0 +1,262 @@
+"""A domain-free trainer. It knows a network, a source of (positions, values) draws and a
+TrainConfig; it never knows what the values mean.
+
+Per step and item: draw max_context + queries points, keep a log-uniform number |S| of them as
+context (padding masked), and minimise the exact negative log-likelihood of the query values.
+Runs unchanged under ``torchrun`` (DistributedDataParallel; gloo on CPU, nccl on GPU). Every
+step's randomness is derived from (seed, step, rank), so ``resume`` repeats an uninterrupted run
+bit for bit.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from spatialgen.adapters.base import TrainingSource
+from spatialgen.config import TrainConfig
+from spatialgen.errors import CheckpointError
+from spatialgen.io.atomic import atomic_path
+from spatialgen.model import PixelTransformer
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Batch:
+    context_positions: torch.Tensor  # (B, K, dx)
+    context_values: torch.Tensor  # (B, K, dv)
+    context_mask: torch.Tensor  # (B, K) True = a real sample
+    query_positions: torch.Tensor  # (B, Q, dx)
+    query_values: torch.Tensor  # (B, Q, dv)
+
+    def to(self, device: torch.device) -> "Batch":
+        return Batch(*(t.to(device) for t in vars(self).values()))
+
+
+def context_sizes(generator: torch.Generator, batch: int, low: int, high: int) -> torch.Tensor:
+    """|S| per item, log-uniform in [max(low, 1), high]; with low = 0, one item in 20 gets K = 0."""
+    lo = max(low, 1)
+    u = torch.rand(batch, generator=generator)
+    sizes = torch.exp(math.log(lo) + u * (math.log(high + 1) - math.log(lo))).floor().long().clamp(lo, high)
+    if low == 0:
+        sizes = torch.where(torch.rand(batch, generator=generator) < 0.05, 0, sizes)
+    return sizes
+
+
+def make_batch(source: TrainingSource, generator: torch.Generator, config: TrainConfig, batch: int) -> Batch:
+    K, Q = config.max_context, config.queries
+    positions, values = source.draw(generator, batch, K + Q)
+    sizes = context_sizes(generator, batch, config.min_context, K)
+    used = int(sizes.max())  # padding beyond the largest context in the batch would be masked anyway
+    mask = torch.arange(used)[None, :] < sizes[:, None]  # points are i.i.d., so the first |S| are a random set
+    return Batch(positions[:, :used], values[:, :used], mask, positions[:, K:], values[:, K:])
+
+
+def nll_loss(network: torch.nn.Module, head_output: torch.Tensor, query_values: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood (nats per query point) in normalised units."""
+    inner = network.module if isinstance(network, DistributedDataParallel) else network
+    return -inner.distribution(head_output).log_prob(query_values).mean()
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """Linear warm-up, then cosine decay to ``min_learning_rate`` at ``steps``."""
+    if step < config.warmup_steps:
+        return config.learning_rate * (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    return config.min_learning_rate + 0.5 * (config.learning_rate - config.min_learning_rate) * (1 + math.cos(math.pi * progress))
+
+
+def make_optimizer(network: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+    decay = [p for n, p in network.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in network.named_parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95))
+
+
+class Distributed:
+    """Rank and world size from torchrun's environment; a no-op for a single process."""
+
+    def __init__(self, device: torch.device):
+        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.enabled = self.world_size > 1
+        if self.enabled and not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: float) -> float:
+        if not self.enabled:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64)
+        dist.all_reduce(tensor)
+        return tensor.item() / self.world_size
+
+    def close(self) -> None:
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+class Trainer:
+    """Trains ``network`` on draws from ``source``; ``save`` writes a model checkpoint (rank 0)."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        network: PixelTransformer,
+        source: TrainingSource,
+        *,
+        out_dir: str | Path,
+        save: Callable[[Path, PixelTransformer, int], None],
+        device: torch.device | None = None,
+    ):
+        self.config = config
+        self.device = device or resolve_device(config.device)
+        self.distributed = Distributed(self.device)
+        if self.device.type == "cuda" and self.distributed.enabled:
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if config.batch_size % self.distributed.world_size:
+            raise ValueError(f"batch_size {config.batch_size} is not divisible by {self.distributed.world_size} processes")
+        self.network = network.to(self.device)
+        self.model = (
+            DistributedDataParallel(self.network, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if self.distributed.enabled
+            else self.network
+        )
+        self.source = source
+        self.out_dir = Path(out_dir)
+        self.save = save
+        self.optimizer = make_optimizer(self.network, config)
+        self.step = 0
+        self.history: list[tuple[int, float, float]] = []  # (step, loss, learning rate)
+
+    # --- state ---------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.out_dir / "last.safetensors"
+
+    @property
+    def state_path(self) -> Path:
+        return self.out_dir / "last.trainer.pt"
+
+    def save_state(self) -> None:
+        if not self.distributed.is_main:
+            return
+        self.save(self.checkpoint_path, self.network, self.step)
+        state = {"step": self.step, "optimizer": self.optimizer.state_dict(), "history": self.history}
+        with atomic_path(self.state_path) as tmp:
+            torch.save(state, tmp)
+        self._write_history()
+
+    def load_state(self, weights: dict[str, torch.Tensor]) -> None:
+        if not self.state_path.is_file():
+            raise CheckpointError(f"cannot resume: {self.state_path} not found")
+        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+        self.network.load_state_dict(weights)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.history = [tuple(row) for row in state["history"]]
+
+    def _write_history(self) -> None:
+        with atomic_path(self.out_dir / "loss.csv") as tmp:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["step", "loss_nats_per_point", "learning_rate"])
+                writer.writerows(self.history)
+
+    # --- loop ----------------------------------------------------------------------------------
+    def step_generator(self, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.config.seed * 1_000_003 + step * 7919 + self.distributed.rank)
+
+    def train_step(self) -> float:
+        config = self.config
+        per_rank = config.batch_size // self.distributed.world_size
+        batch = make_batch(self.source, self.step_generator(self.step), config, per_rank).to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(config, self.step)
+        head = self.model(batch.context_positions, batch.context_values, batch.query_positions, batch.context_mask)
+        loss = nll_loss(self.model, head, batch.query_values)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return loss.item()
+
+    def fit(self, *, stop_at: int | None = None) -> list[tuple[int, float, float]]:
+        """Train until ``config.steps`` (or ``stop_at``, to pause early); returns the loss history."""
+        from spatialgen.io.progress import TrainingProgress
+
+        last = min(self.config.steps, stop_at or self.config.steps)
+        self.network.train()
+        with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
+            started, steps_done = time.perf_counter(), 0
+            while self.step < last:
+                loss = self.distributed.mean(self.train_step())
+                steps_done += 1
+                if self.step % self.config.log_every == 0 or self.step == last:
+                    self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
+                rate = steps_done / (time.perf_counter() - started)
+                progress.update(self.step, loss=loss, rate=rate)
+                if self.step % self.config.checkpoint_every == 0 and self.step < last:
+                    self.save_state()
+        self.save_state()
+        self.network.eval()
+        return self.history
+
+
+def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | None = None) -> Path:
+    """Train the model ``config`` describes; write checkpoints, loss.csv and loss.png to ``out_dir``.
+
+    Returns the path of the final checkpoint.
+    """
+    from spatialgen.adapters import get_adapter
+    from spatialgen.checkpoint import build_network, read_checkpoint, save_checkpoint
+    from spatialgen.config import config_to_toml
+    from spatialgen.io.plots import plot_loss
+
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    out_dir = Path(out_dir)
+    adapter = get_adapter(config.adapter)
+    source = adapter.training_source("train")
+    torch.manual_seed(config.train.seed)  # identical initial weights on every rank and every run
+    network = build_network(config, adapter, bin_centres=adapter.bin_centres(config.model.bins))
+
+    def save(path: Path, model: PixelTransformer, step: int) -> None:
+        save_checkpoint(path, model, config, step=step)
+
+    trainer = Trainer(config.train, network, source, out_dir=out_dir, save=save)
+    if resume:
+        _, weights, _ = read_checkpoint(trainer.checkpoint_path)
+        trainer.load_state(weights)
+    elif trainer.distributed.is_main:
+        with atomic_path(out_dir / "config.toml") as tmp:
+            tmp.write_text(config_to_toml(config))
+    try:
+        history = trainer.fit(stop_at=stop_at)
+        if trainer.distributed.is_main and history:
+            plot_loss(history, out_dir / "loss.png", title=f"{config.adapter.name}-{getattr(config.adapter, 'dataset', '')}")
+    finally:
+        trainer.distributed.close()
+    return trainer.checkpoint_path
