@@ -169,5 +169,5 @@ def data_list() -> None:
     say("[bold]photos[/bold] (installed): 64x64 tiles of scikit-image's bundled photographs")
 
 
-def main() -> None:  # pragma: no cover
+if __name__ == "__main__":  # torchrun -m spatialgen.cli train ...
     app()

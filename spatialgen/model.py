@@ -193,7 +193,7 @@ def kmeans_bin_centres(values: torch.Tensor, bins: int, *, iterations: int = 30,
     values = values.float()
     if len(values) < bins:
         raise ValueError(f"need at least {bins} values for k-means, got {len(values)}")
-    centres = values[torch.randperm(len(values), generator=generator)[:bins]].clone()
+    centres = _kmeans_plus_plus(values, bins, generator)
     for _ in range(iterations):
         assignment = torch.cdist(values, centres).argmin(dim=1)
         counts = torch.bincount(assignment, minlength=bins).float()
@@ -201,3 +201,16 @@ def kmeans_bin_centres(values: torch.Tensor, bins: int, *, iterations: int = 30,
         filled = counts > 0
         centres[filled] = sums[filled] / counts[filled, None]
     return centres
+
+
+def _kmeans_plus_plus(values: torch.Tensor, bins: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding: each new centre is drawn with probability proportional to squared distance."""
+    first = torch.randint(len(values), (1,), generator=generator)
+    centres = [values[first[0]]]
+    closest = ((values - centres[0]) ** 2).sum(-1)
+    for _ in range(bins - 1):
+        weights = closest if closest.sum() > 0 else torch.ones_like(closest)
+        pick = torch.multinomial(weights, 1, generator=generator)[0]
+        centres.append(values[pick])
+        closest = torch.minimum(closest, ((values - values[pick]) ** 2).sum(-1))
+    return torch.stack(centres).clone()

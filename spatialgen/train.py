@@ -98,6 +98,10 @@ class Distributed:
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
         self.enabled = self.world_size > 1
+        self.device = device
+        if self.enabled and device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
         if self.enabled and not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
 
@@ -108,7 +112,7 @@ class Distributed:
     def mean(self, value: float) -> float:
         if not self.enabled:
             return value
-        tensor = torch.tensor([value], dtype=torch.float64)
+        tensor = torch.tensor([value], dtype=torch.float32, device=self.device)  # nccl reduces CUDA tensors only
         dist.all_reduce(tensor)
         return tensor.item() / self.world_size
 
@@ -133,8 +137,7 @@ class Trainer:
         self.config = config
         self.device = device or resolve_device(config.device)
         self.distributed = Distributed(self.device)
-        if self.device.type == "cuda" and self.distributed.enabled:
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.device = self.distributed.device
         if config.batch_size % self.distributed.world_size:
             raise ValueError(f"batch_size {config.batch_size} is not divisible by {self.distributed.world_size} processes")
         self.network = network.to(self.device)
@@ -207,16 +210,17 @@ class Trainer:
         """Train until ``config.steps`` (or ``stop_at``, to pause early); returns the loss history."""
         from spatialgen.io.progress import TrainingProgress
 
-        last = min(self.config.steps, stop_at or self.config.steps)
+        last = self.config.steps if stop_at is None else min(self.config.steps, stop_at)
         self.network.train()
         with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
-            started, steps_done = time.perf_counter(), 0
+            rate, tick = 0.0, time.perf_counter()
             while self.step < last:
                 loss = self.distributed.mean(self.train_step())
-                steps_done += 1
-                if self.step % self.config.log_every == 0 or self.step == last:
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
                     self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
-                rate = steps_done / (time.perf_counter() - started)
+                now = time.perf_counter()
+                rate = 1 / (now - tick) if rate == 0 else 0.95 * rate + 0.05 / (now - tick)  # recent steps/s
+                tick = now
                 progress.update(self.step, loss=loss, rate=rate)
                 if self.step % self.config.checkpoint_every == 0 and self.step < last:
                     self.save_state()

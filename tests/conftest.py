@@ -7,13 +7,13 @@ import torch
 
 torch.set_num_threads(1)
 
-from spatialgen.adapters import get_adapter  # noqa: E402
-from spatialgen.api import Model  # noqa: E402
-from spatialgen.checkpoint import build_network  # noqa: E402
-from spatialgen.config import Config, config_from_dict  # noqa: E402
-from spatialgen.model import ModelConfig  # noqa: E402
+from spatialgen.adapters import get_adapter
+from spatialgen.api import Model
+from spatialgen.checkpoint import build_network
+from spatialgen.config import Config, config_from_dict
+from spatialgen.model import ModelConfig
 
-TINY_MODEL = dict(dim=32, heads=2, encoder_layers=1, decoder_layers=1, fourier_features=16, bins=16)
+TINY_MODEL = {"dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "fourier_features": 16, "bins": 16}
 
 
 @pytest.fixture
@@ -23,10 +23,11 @@ def tiny_model_config() -> ModelConfig:
 
 def tiny_config_dict(**train) -> dict:
     """A raw config for the image adapter on sklearn's 8x8 digits (no fetching) with a tiny model."""
-    base_train = dict(
-        steps=6, batch_size=4, learning_rate=1e-3, min_learning_rate=1e-4, warmup_steps=2,
-        max_context=16, queries=16, seed=0, device="cpu", checkpoint_every=1000, log_every=1, threads=1,
-    )  # fmt: skip
+    base_train = {
+        "steps": 6, "batch_size": 4, "learning_rate": 1e-3, "min_learning_rate": 1e-4, "warmup_steps": 2,
+        "max_context": 16, "queries": 16, "seed": 0, "device": "cpu", "checkpoint_every": 1000, "log_every": 1,
+        "threads": 1,
+    }  # fmt: skip
     base_train.update(train)
     return {
         "adapter": {"name": "image", "dataset": "digits", "height": 8, "width": 8, "channels": 1},
@@ -71,7 +72,9 @@ def train_tiny(grids: torch.Tensor, *, steps: int, out_dir, min_context: int = 0
     )  # fmt: skip
     model = make_model(config, seed=seed)
     source = GridSignals(grids * 2 - 1, reverse_axes=True)
-    trainer = Trainer(train_config, model.network, source, out_dir=out_dir, save=lambda *args: None, device=torch.device("cpu"))
+    trainer = Trainer(
+        train_config, model.network, source, out_dir=out_dir, save=lambda *args: None, device=torch.device("cpu")
+    )
     history = trainer.fit()
     return model, history
 
@@ -80,5 +83,7 @@ def train_tiny(grids: torch.Tensor, *, steps: int, out_dir, min_context: int = 0
 def black_or_white_model(tmp_path_factory) -> Model:
     """A tiny model trained on two signals, all black and all white: one context pixel says which."""
     grids = torch.stack([torch.zeros(1, 8, 8), torch.ones(1, 8, 8)])
-    model, _ = train_tiny(grids, steps=200, out_dir=tmp_path_factory.mktemp("black-or-white"), min_context=1, max_context=8)
+    model, _ = train_tiny(
+        grids, steps=200, out_dir=tmp_path_factory.mktemp("black-or-white"), min_context=1, max_context=8
+    )
     return model

@@ -101,7 +101,9 @@ def test_mean_and_variance_match_monte_carlo(dv):
 def test_sampling_uses_the_standard_deviation_not_the_variance():
     # One component with variance 0.25 (std 0.5): exp(s) noise would give variance 0.0625... or 0.25^2.
     d = BinnedGaussianMixture(logits=torch.zeros(1), means=torch.zeros(1, 1), log_var=torch.tensor([math.log(0.25)]))
-    many = BinnedGaussianMixture(logits=torch.zeros(50_000, 1), means=torch.zeros(50_000, 1, 1), log_var=d.log_var.expand(50_000, 1))
+    many = BinnedGaussianMixture(
+        logits=torch.zeros(50_000, 1), means=torch.zeros(50_000, 1, 1), log_var=d.log_var.expand(50_000, 1)
+    )
     draws = many.sample(generator=torch.Generator().manual_seed(0))
     assert abs(draws.var().item() - 0.25) < 0.01
     torch.testing.assert_close(d.variance, torch.tensor([0.25]))
@@ -119,7 +121,7 @@ def test_temperature_zero_is_the_most_likely_bins_centre():
 
 def test_temperature_scales_spread_and_sampling_is_seeded():
     d = random_mixture((20_000,), bins=5, dv=1, seed=9)
-    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    g = lambda s: torch.Generator().manual_seed(s)
     torch.testing.assert_close(d.sample(generator=g(3)), d.sample(generator=g(3)), rtol=0, atol=0)
     assert not torch.equal(d.sample(generator=g(3)), d.sample(generator=g(4)))
     # low temperature concentrates on the most likely bin: draws sit nearer that bin's mean
@@ -147,7 +149,9 @@ def test_discretised_masses_over_256_levels_sum_to_one(dtype):
     log_mass = d.log_prob_discretised(values, bin_width=1 / 255, low=0.0, high=1.0)  # (256, 5)
     assert torch.isfinite(log_mass).all()
     total = torch.logsumexp(log_mass.double(), dim=0).exp()  # float32 cell edges round: ~1e-7 per edge
-    torch.testing.assert_close(total, torch.ones(5, dtype=torch.float64), atol=5e-5 if dtype == torch.float32 else 1e-9, rtol=0)
+    torch.testing.assert_close(
+        total, torch.ones(5, dtype=torch.float64), atol=5e-5 if dtype == torch.float32 else 1e-9, rtol=0
+    )
 
 
 def test_discretised_masses_sum_to_one_2d():

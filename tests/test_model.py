@@ -179,6 +179,10 @@ def test_uniform_and_kmeans_bin_centres():
     for k in range(6):
         assert (assignment == k).any()
         torch.testing.assert_close(found[k], points[assignment == k].mean(0), atol=1e-5, rtol=0)
-    # (no assertion that every cluster gets a centre: plain random initialisation can merge clusters)
+    # k-means++ seeding puts a centre in every well-separated cluster
+    for centre in truth:
+        assert torch.cdist(centre[None], found).min() < 0.1
+    three = kmeans_bin_centres(torch.cat([c + 0.01 * torch.randn(200, 3, generator=g) for c in truth[:3]]), 3)
+    assert torch.cdist(truth[:3], three).min(dim=1).values.max() < 0.05
     with pytest.raises(ValueError):
         kmeans_bin_centres(points[:2], 3)

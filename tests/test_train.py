@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 import os
@@ -12,9 +13,8 @@ import textwrap
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
-
 from conftest import make_model, tiny_config_dict, train_tiny
+from safetensors.torch import load_file, save_file
 
 from spatialgen.adapters import get_adapter
 from spatialgen.api import load
@@ -81,7 +81,7 @@ def test_learning_rate_schedule():
     assert learning_rate(config, 55) == pytest.approx(5.5e-4)
     assert learning_rate(config, 100) == pytest.approx(1e-4)
     rates = [learning_rate(config, s) for s in range(10, 101)]
-    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(rates))
 
 
 # --- learning ----------------------------------------------------------------------------------------
@@ -94,7 +94,9 @@ def test_tiny_model_overfits_one_digit(tmp_path):
 
     def held_out_nll(model) -> float:
         with torch.no_grad():
-            head = model.network(fixed.context_positions, fixed.context_values, fixed.query_positions, fixed.context_mask)
+            head = model.network(
+                fixed.context_positions, fixed.context_values, fixed.query_positions, fixed.context_mask
+            )
             return nll_loss(model.network, head, fixed.query_values).item()
 
     before = held_out_nll(make_model(config_from_dict(tiny_config_dict())))
@@ -143,7 +145,6 @@ def test_resume_is_bit_exact(tmp_path):
         assert (whole / name).is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="a paused run logs an extra history row at stop_at when log_every does not divide it")
 def test_resume_history_matches_with_sparse_logging(tmp_path):
     config = config_from_dict(tiny_config_dict(steps=6, log_every=2))
     train(config, tmp_path / "whole")
@@ -173,11 +174,15 @@ def test_checkpoint_loads_with_its_config_and_adapter(tmp_path, tiny_config):
     assert not loaded.network.training
     for key, value in model.network.state_dict().items():
         assert torch.equal(loaded.network.state_dict()[key], value), key
-    config, state, metadata = read_checkpoint(path)
+    config, _, metadata = read_checkpoint(path)
     assert metadata["step"] == "17" and metadata["adapter"] == "image" and config == tiny_config
     # the same predictions in natural units
     g = torch.Generator().manual_seed(0)
-    ctx_pos, ctx_val, qry = torch.rand(5, 2, generator=g) * 7, torch.rand(5, 1, generator=g), torch.rand(9, 2, generator=g) * 7
+    ctx_pos, ctx_val, qry = (
+        torch.rand(5, 2, generator=g) * 7,
+        torch.rand(5, 1, generator=g),
+        torch.rand(9, 2, generator=g) * 7,
+    )
     torch.testing.assert_close(loaded.predict(ctx_pos, ctx_val, qry).mean, model.predict(ctx_pos, ctx_val, qry).mean)
     with pytest.raises(CheckpointError, match="not an 'sdf' model"):
         load(path, device="cpu", expect_adapter="sdf")
@@ -252,7 +257,7 @@ def test_torchrun_two_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script), str(out)],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "last.safetensors").is_file()

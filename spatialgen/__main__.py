@@ -1,0 +1,3 @@
+from spatialgen.cli import app
+
+app()
