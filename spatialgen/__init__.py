@@ -12,4 +12,4 @@ from spatialgen.distribution import BinnedGaussianMixture
 from spatialgen.sampling import Field, mean_field, sample_field
 
 __version__ = "0.1.0"
-__all__ = ["load", "Model", "get_adapter", "mean_field", "sample_field", "Field", "BinnedGaussianMixture"]
+__all__ = ["BinnedGaussianMixture", "Field", "Model", "get_adapter", "load", "mean_field", "sample_field"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,7 +38,7 @@ def user_errors(command: Callable) -> Callable:
             fail(str(exc))
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except MemoryError:
             fail("out of memory: try a smaller --size or fewer --samples")
 
@@ -56,8 +56,8 @@ def say(message: str) -> None:
 @user_errors
 def train(
     config: Annotated[Path, typer.Argument(help="TOML config, e.g. configs/image-mnist.toml")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="Override a value: --set train.steps=200 (repeatable)")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output directory (default runs/<config name>)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a value: --set train.steps=200 (repeatable)")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (default runs/<config name>)")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.safetensors exactly where it stopped")] = False,
 ) -> None:
     """Train a model; checkpoints, loss.csv and loss.png go to OUT. Runs under torchrun too."""
@@ -75,10 +75,10 @@ def train(
 def complete_image(
     input: Annotated[Path, typer.Argument(help="An image file (K pixels are kept at random) or a CSV/NPZ of scattered pixels x,y,value(s)")],
     out: Annotated[Path, typer.Option(help="Panel to write: observed | mean | samples | std | ground truth")],
-    checkpoint: Annotated[Optional[Path], typer.Option(help="Model checkpoint (default: the shipped image-mnist)")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: the shipped image-mnist)")] = None,
     keep: Annotated[int, typer.Option(help="Pixels kept from an image INPUT (0 = unconditional)")] = 64,
     samples: Annotated[int, typer.Option(help="Number of autoregressive samples in the panel")] = 3,
-    size: Annotated[Optional[tuple[int, int]], typer.Option(help="Render at H W (the field is continuous)")] = None,
+    size: Annotated[tuple[int, int] | None, typer.Option(help="Render at H W (the field is continuous)")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (kept pixels and samples)")] = 0,
     step: Annotated[int, typer.Option(help="Values drawn per encoder pass while sampling (1 = exact, slower)")] = 4,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
@@ -86,7 +86,8 @@ def complete_image(
 ) -> None:
     """Complete an image from a few pixels and write a panel PNG."""
     from spatialgen.jobs.common import load_for
-    from spatialgen.jobs.image import complete_image as run, write_panel
+    from spatialgen.jobs.image import complete_image as run
+    from spatialgen.jobs.image import write_panel
 
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
     model = load_for("image", checkpoint, "image-mnist", device=device)
@@ -108,14 +109,15 @@ def _check_suffix(out: Path, allowed: tuple[str, ...]) -> None:
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate on its dataset's test split")],
     context: Annotated[str, typer.Option(help="Comma-separated context sizes")] = "16,64,256",
-    limit: Annotated[Optional[int], typer.Option(help="Evaluate only the first N test items")] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test items")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the context pixels")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers as JSON")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
 ) -> None:
     """Metrics of a checkpoint beside interpolation baselines, as a table (and JSON)."""
     from spatialgen.api import load
-    from spatialgen.jobs.evaluate import evaluate as run, print_table, write_json
+    from spatialgen.jobs.evaluate import evaluate as run
+    from spatialgen.jobs.evaluate import print_table, write_json
 
     contexts = _parse_ints(context, "--context")
     if limit is not None and limit < 1:

@@ -20,7 +20,6 @@ from spatialgen.errors import ConfigError
 from spatialgen.model import ModelConfig
 
 
-
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 1000

@@ -40,7 +40,7 @@ class BinnedGaussianMixture:
     def value_dims(self) -> int:
         return self.means.shape[-1]
 
-    def in_units(self, *, shift: torch.Tensor, scale: torch.Tensor) -> "BinnedGaussianMixture":
+    def in_units(self, *, shift: torch.Tensor, scale: torch.Tensor) -> BinnedGaussianMixture:
         """The same distribution, reported in units v = shift + scale * u."""
         return BinnedGaussianMixture(logits=self.logits, means=self.means, log_var=self.log_var, shift=shift, scale=scale)
 
@@ -116,14 +116,14 @@ class BinnedGaussianMixture:
         u = picked + temperature * std * noise
         return (self.shift + self.scale * u).reshape(*batch, self.value_dims)
 
-    def __getitem__(self, index) -> "BinnedGaussianMixture":
+    def __getitem__(self, index) -> BinnedGaussianMixture:
         return BinnedGaussianMixture(
             logits=self.logits[index], means=self.means[index], log_var=self.log_var[index],
             shift=self.shift, scale=self.scale,
         )  # fmt: skip
 
     @staticmethod
-    def cat(parts: list["BinnedGaussianMixture"], dim: int) -> "BinnedGaussianMixture":
+    def cat(parts: list[BinnedGaussianMixture], dim: int) -> BinnedGaussianMixture:
         """Concatenate along a batch dimension (non-negative ``dim``)."""
         first = parts[0]
         return BinnedGaussianMixture(

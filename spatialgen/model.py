@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from spatialgen.distribution import BinnedGaussianMixture
 

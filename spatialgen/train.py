@@ -14,9 +14,9 @@ import csv
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -47,7 +47,7 @@ class Batch:
     query_positions: torch.Tensor  # (B, Q, dx)
     query_values: torch.Tensor  # (B, Q, dv)
 
-    def to(self, device: torch.device) -> "Batch":
+    def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in vars(self).values()))
 
 
@@ -181,11 +181,10 @@ class Trainer:
         self.history = [tuple(row) for row in state["history"]]
 
     def _write_history(self) -> None:
-        with atomic_path(self.out_dir / "loss.csv") as tmp:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.writer(handle)
-                writer.writerow(["step", "loss_nats_per_point", "learning_rate"])
-                writer.writerows(self.history)
+        with atomic_path(self.out_dir / "loss.csv") as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["step", "loss_nats_per_point", "learning_rate"])
+            writer.writerows(self.history)
 
     # --- loop ----------------------------------------------------------------------------------
     def step_generator(self, step: int) -> torch.Generator:

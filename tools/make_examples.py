@@ -28,8 +28,7 @@ def main() -> None:
     rows, cols = np.divmod(flat, 28)
     with open(OUT / "mnist-test-3-pixels.csv", "w") as handle:
         handle.write("x,y,value\n")
-        for r, c in zip(rows, cols):
-            handle.write(f"{c},{r},{three[r, c] / 255:.4f}\n")
+        handle.writelines(f"{c},{r},{three[r, c] / 255:.4f}\n" for r, c in zip(rows, cols))
     # a small slice of the real test split for offline tests and evaluation smoke runs
     np.savez_compressed(OUT / "mnist-test-100.npz", images=images[:100], labels=labels[:100])
     print(f"wrote examples to {OUT} ({len(load_image_dataset('mnist', 'test'))} test digits available)")

@@ -44,7 +44,7 @@ class Adapter:
         return (self.value_high - self.value_low) / 2
 
     # --- training ---------------------------------------------------------------------------------
-    def training_source(self, split: str = "train") -> "TrainingSource":
+    def training_source(self, split: str = "train") -> TrainingSource:
         raise NotImplementedError
 
     def bin_centres(self, bins: int) -> torch.Tensor:

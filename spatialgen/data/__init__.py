@@ -6,7 +6,7 @@
 """
 
 from spatialgen.data.cache import DataUnavailable, cache_dir
-from spatialgen.data.images import IMAGE_DATASETS, load_image_dataset
 from spatialgen.data.fetch import FETCHERS, SOURCES, fetch
+from spatialgen.data.images import IMAGE_DATASETS, load_image_dataset
 
-__all__ = ["DataUnavailable", "cache_dir", "IMAGE_DATASETS", "load_image_dataset", "FETCHERS", "SOURCES", "fetch"]
+__all__ = ["FETCHERS", "IMAGE_DATASETS", "SOURCES", "DataUnavailable", "cache_dir", "fetch", "load_image_dataset"]

@@ -3,7 +3,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
 from spatialgen.errors import DataUnavailable  # noqa: F401  (re-exported)
 
 

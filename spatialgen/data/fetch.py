@@ -8,8 +8,8 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -84,9 +84,8 @@ def _fetch_fashion(target: Path, progress: Callable[[str], None]) -> None:
 
 
 def _save(target: Path, **arrays: np.ndarray) -> None:
-    with atomic_path(target) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 FETCHERS: dict[str, Callable[[Path, Callable[[str], None]], None]] = {"mnist": _fetch_mnist, "fashion": _fetch_fashion}
