@@ -61,7 +61,7 @@ class Model:
     # --- queries ----------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, context_positions: ArrayLike, context_values: ArrayLike):
-        """Encode a context once (natural units) for many decodes; -> (memory, mask)."""
+        """Encode a context once (natural units) for many decodes with ``network.decode``."""
         ctx_pos, ctx_val = self.normalised_inputs(context_positions, context_values)
         return self.network.encode(ctx_pos, ctx_val)
 
@@ -75,8 +75,8 @@ class Model:
         ctx_pos, ctx_val, qry = self.normalised_inputs(context_positions, context_values, query_positions)
         if ctx_pos.shape[0] != qry.shape[0]:
             raise InputError(f"batch sizes differ: {ctx_pos.shape[0]} contexts, {qry.shape[0]} query sets")
-        memory, mask = self.network.encode(ctx_pos, ctx_val)
-        return self.in_natural_units(self.network.distribution(self.network.decode(memory, mask, qry)))
+        memory = self.network.encode(ctx_pos, ctx_val)
+        return self.in_natural_units(self.network.distribution(self.network.decode(memory, qry)))
 
 
 def load(path: str | Path, *, device: str = "auto", expect_adapter: str | None = None) -> Model:

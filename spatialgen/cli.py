@@ -80,6 +80,7 @@ def complete_image(
     samples: Annotated[int, typer.Option(help="Number of autoregressive samples in the panel")] = 3,
     size: Annotated[tuple[int, int] | None, typer.Option(help="Render at H W (the field is continuous)")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (kept pixels and samples)")] = 0,
+    autoregressive: Annotated[int, typer.Option(help="Values drawn one after another per sample (N'); the rest is the mean given them")] = 256,
     step: Annotated[int, typer.Option(help="Values drawn per encoder pass while sampling (1 = exact, slower)")] = 4,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
@@ -91,7 +92,8 @@ def complete_image(
 
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
     model = load_for("image", checkpoint, "image-mnist", device=device)
-    result = run(model, input, keep=keep, samples=samples, size=size, seed=seed, step=step, temperature=temperature)
+    result = run(model, input, keep=keep, samples=samples, size=size, seed=seed,
+              n_autoregressive=autoregressive, step=step, temperature=temperature)  # fmt: skip
     for note in result.notes:
         say(f"note: {note}")
     write_panel(model.adapter, result, out, title=f"{input.name}: {len(result.observed_values)} observed pixels")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +29,10 @@ class ModelConfig:
     fourier_scale: float = 2.0  # std of the random frequencies (the paper's sigma)
     value_embedding: int = 32
     bins: int = 64
+    # Gaussian distance bias in attention, one learnable length per head, initialised from
+    # shortest to longest (normalised units). 0 turns it off (the paper's plain attention).
+    locality_min_length: float = 0.05
+    locality_max_length: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dim % self.heads:
@@ -51,21 +56,66 @@ class FourierFeatures(nn.Module):
         return torch.cat([angles.sin(), angles.cos()], dim=-1)  # (..., 2F)
 
 
+class Geometry(NamedTuple):
+    """Per-token vectors whose dot product is -|x_q - x_k|^2 / 2 (zeros for tokens without a position).
+
+    Appending them to queries and keys adds a Gaussian distance bias to attention logits while
+    keeping ``scaled_dot_product_attention`` (memory linear in the sequence length).
+    """
+
+    as_query: torch.Tensor  # (B, N, dx+2): [x, -1/2, -|x|^2/2]
+    as_key: torch.Tensor  # (B, N, dx+2): [x, |x|^2, 1]
+
+    @staticmethod
+    def of(positions: torch.Tensor) -> "Geometry":
+        squared = (positions**2).sum(-1, keepdim=True)
+        ones = torch.ones_like(squared)
+        return Geometry(
+            as_query=torch.cat([positions, -0.5 * ones, -0.5 * squared], -1),
+            as_key=torch.cat([positions, squared, ones], -1),
+        )
+
+    @staticmethod
+    def cat(parts: list["Geometry"]) -> "Geometry":
+        return Geometry(torch.cat([p.as_query for p in parts], 1), torch.cat([p.as_key for p in parts], 1))
+
+
 class Attention(nn.Module):
-    def __init__(self, *, dim: int, heads: int):
+    """Multi-head attention; optionally with a learnable Gaussian distance bias per head.
+
+    Without a locality prior, attention starts (and in our CPU-length runs stayed) uniform over
+    the samples: a query cannot find its neighbours before values are informative, and values
+    are not informative before it finds its neighbours. The bias -|x_q - x_k|^2 / (2 l_h^2)
+    breaks that deadlock; each head learns its own length l_h (a long one acts globally).
+    """
+
+    def __init__(self, *, dim: int, heads: int, lengths: tuple[float, float] | None = None):
         super().__init__()
         self.heads = heads
         self.to_q = nn.Linear(dim, dim)
         self.to_kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
+        if lengths is None or lengths[0] <= 0:
+            self.log_precision = None
+        else:
+            length = torch.logspace(math.log10(lengths[0]), math.log10(lengths[1]), heads)
+            self.log_precision = nn.Parameter(-2 * length.log())  # precision = 1 / l^2
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor, key_mask: torch.Tensor | None,
+        x_geometry: Geometry | None = None, context_geometry: Geometry | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         B, N, D = x.shape
-        M = context.shape[1]
-        q = self.to_q(x).view(B, N, self.heads, D // self.heads).transpose(1, 2)  # (B, h, N, hd)
-        k, v = self.to_kv(context).view(B, M, 2, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        M, hd = context.shape[1], D // self.heads
+        q = self.to_q(x).view(B, N, self.heads, hd).transpose(1, 2)  # (B, h, N, hd)
+        k, v = self.to_kv(context).view(B, M, 2, self.heads, hd).permute(2, 0, 3, 1, 4)
+        scale = 1 / math.sqrt(hd)
+        if self.log_precision is not None and x_geometry is not None:
+            precision = self.log_precision.exp()[None, :, None, None] / scale  # (1, h, 1, 1)
+            q = torch.cat([q, precision * x_geometry.as_query[:, None]], -1)  # (B, h, N, hd+dx+2)
+            k = torch.cat([k, context_geometry.as_key[:, None].expand(-1, self.heads, -1, -1)], -1)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M), True = attend
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, h, N, hd)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, h, N, hd)
         return self.out(y.transpose(1, 2).reshape(B, N, D))
 
 
@@ -81,19 +131,39 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm attention + MLP. Self-attention when ``context`` is None, else cross-attention."""
 
-    def __init__(self, *, dim: int, heads: int, mlp_ratio: int, cross: bool):
+    def __init__(self, *, dim: int, heads: int, mlp_ratio: int, cross: bool, lengths: tuple[float, float] | None):
         super().__init__()
         self.norm_x = nn.LayerNorm(dim)
         self.norm_context = nn.LayerNorm(dim) if cross else None
-        self.attention = Attention(dim=dim, heads=heads)
+        self.attention = Attention(dim=dim, heads=heads, lengths=lengths)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = MLP(dim=dim, ratio=mlp_ratio)
 
-    def forward(self, x: torch.Tensor, *, key_mask: torch.Tensor | None, context: torch.Tensor | None = None):
+    def forward(
+        self, x: torch.Tensor, *, key_mask: torch.Tensor | None, geometry: Geometry,
+        context: torch.Tensor | None = None, context_geometry: Geometry | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         h = self.norm_x(x)
-        kv = h if self.norm_context is None else self.norm_context(context)
-        x = x + self.attention(h, kv, key_mask)
+        if context is None:
+            x = x + self.attention(h, h, key_mask, geometry, geometry)
+        else:
+            x = x + self.attention(h, self.norm_context(context), key_mask, geometry, context_geometry)
         return x + self.mlp(self.norm_mlp(x))
+
+
+class Memory(NamedTuple):
+    """An encoded context: tokens (B, M, D), which are real (B, M) and where they are."""
+
+    tokens: torch.Tensor
+    mask: torch.Tensor
+    geometry: Geometry
+
+    def expand(self, batch: int) -> "Memory":
+        """The same context for ``batch`` query sets (from a batch of one)."""
+        return Memory(
+            self.tokens.expand(batch, -1, -1), self.mask.expand(batch, -1),
+            Geometry(*(g.expand(batch, -1, -1) for g in self.geometry)),
+        )  # fmt: skip
 
 
 class PixelTransformer(nn.Module):
@@ -111,7 +181,8 @@ class PixelTransformer(nn.Module):
         self.query_value = nn.Parameter(torch.zeros(config.value_embedding))  # learned "unknown value" slot
         self.token = nn.Linear(config.value_embedding + 2 * config.fourier_features, D)
         self.null_token = nn.Parameter(torch.randn(D) * 0.02)  # lets K = 0 work and every row attend somewhere
-        block = dict(dim=D, heads=config.heads, mlp_ratio=config.mlp_ratio)
+        lengths = (config.locality_min_length, config.locality_max_length)
+        block = dict(dim=D, heads=config.heads, mlp_ratio=config.mlp_ratio, lengths=lengths)
         self.encoder = nn.ModuleList(Block(**block, cross=False) for _ in range(config.encoder_layers))
         self.encoder_norm = nn.LayerNorm(D)
         self.decoder = nn.ModuleList(Block(**block, cross=True) for _ in range(config.decoder_layers))
@@ -123,8 +194,8 @@ class PixelTransformer(nn.Module):
     # --- encoder -----------------------------------------------------------------------------
     def encode(
         self, context_positions: torch.Tensor, context_values: torch.Tensor, context_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, K, dx), (B, K, dv), optional (B, K) bool valid -> memory (B, 1+K, D), mask (B, 1+K)."""
+    ) -> "Memory":
+        """(B, K, dx), (B, K, dv), optional (B, K) bool valid -> Memory of 1+K tokens (null first)."""
         B, K, _ = context_positions.shape
         tokens = self.token(torch.cat([self.value_embedding(context_values), self.positions(context_positions)], -1))
         tokens = torch.cat([self.null_token.expand(B, 1, -1), tokens], dim=1)  # (B, 1+K, D)
@@ -132,13 +203,15 @@ class PixelTransformer(nn.Module):
             context_mask = torch.ones(B, K, dtype=torch.bool, device=tokens.device)
         mask = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=tokens.device), context_mask], dim=1)
         attend = None if bool(mask.all()) else mask
+        null_geometry = Geometry(*(torch.zeros(B, 1, self.position_dims + 2, device=tokens.device),) * 2)
+        geometry = Geometry.cat([null_geometry, Geometry.of(context_positions)])  # the null token has no position
         for block in self.encoder:
-            tokens = block(tokens, key_mask=attend)
-        return self.encoder_norm(tokens), mask
+            tokens = block(tokens, key_mask=attend, geometry=geometry)
+        return Memory(self.encoder_norm(tokens), mask, geometry)
 
     # --- decoder -----------------------------------------------------------------------------
-    def decode(self, memory: torch.Tensor, memory_mask: torch.Tensor, query_positions: torch.Tensor) -> torch.Tensor:
-        """memory (B, M, D), query positions (B, Q, dx) -> head outputs (B, Q, NB*(dv+2)).
+    def decode(self, memory: "Memory", query_positions: torch.Tensor) -> torch.Tensor:
+        """Memory of M tokens, query positions (B, Q, dx) -> head outputs (B, Q, NB*(dv+2)).
 
         Queries attend only to the memory, never to each other, so any chunking of Q gives the
         same numbers.
@@ -146,9 +219,10 @@ class PixelTransformer(nn.Module):
         B, Q, _ = query_positions.shape
         slot = self.query_value.expand(B, Q, -1)
         x = self.token(torch.cat([slot, self.positions(query_positions)], -1))  # (B, Q, D)
-        attend = None if bool(memory_mask.all()) else memory_mask
+        attend = None if bool(memory.mask.all()) else memory.mask
+        geometry = Geometry.of(query_positions)
         for block in self.decoder:
-            x = block(x, key_mask=attend, context=memory)
+            x = block(x, key_mask=attend, geometry=geometry, context=memory.tokens, context_geometry=memory.geometry)
         return self.head(self.head_norm(x))
 
     def distribution(self, head_output: torch.Tensor) -> BinnedGaussianMixture:
@@ -168,8 +242,7 @@ class PixelTransformer(nn.Module):
         query_positions: torch.Tensor,
         context_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        memory, memory_mask = self.encode(context_positions, context_values, context_mask)
-        return self.decode(memory, memory_mask, query_positions)
+        return self.decode(self.encode(context_positions, context_values, context_mask), query_positions)
 
 
 def _typical_spacing(centres: torch.Tensor) -> torch.Tensor:

@@ -38,11 +38,11 @@ def mean_field(
     ctx_pos, ctx_val, qry = model.normalised_inputs(context_positions, context_values, query_positions)
     if ctx_pos.shape[0] != 1:
         raise ValueError("mean_field takes one context; loop over a batch")
-    memory, mask = model.network.encode(ctx_pos, ctx_val)
+    memory = model.network.encode(ctx_pos, ctx_val)
     means, stds = [], []
     starts = range(0, qry.shape[1], chunk)
     for start in track(starts, description="decoding", total=len(starts), enabled=progress):
-        head = model.network.decode(memory, mask, qry[:, start : start + chunk])
+        head = model.network.decode(memory, qry[:, start : start + chunk])
         dist = model.in_natural_units(model.network.distribution(head))
         means.append(dist.mean[0].cpu())
         stds.append(dist.stddev[0].cpu())
@@ -87,15 +87,15 @@ def sample_field(
     starts = range(0, drawn, step)
     for start in track(starts, description="sampling", total=len(starts), enabled=progress):
         index = orders[:, start : min(start + step, drawn)]  # (N, s)
-        memory, mask = network.encode(positions, values)
-        new_values = network.distribution(network.decode(memory, mask, query[index])).sample(temperature, generator)
+        memory = network.encode(positions, values)
+        new_values = network.distribution(network.decode(memory, query[index])).sample(temperature, generator)
         result[rows, index] = new_values
         positions = torch.cat([positions, query[index]], dim=1)
         values = torch.cat([values, new_values], dim=1)
     rest = orders[:, drawn:]
     if rest.shape[1]:
-        memory, mask = network.encode(positions, values)
+        memory = network.encode(positions, values)
         for start in range(0, rest.shape[1], chunk):
             index = rest[:, start : start + chunk]
-            result[rows, index] = network.distribution(network.decode(memory, mask, query[index])).mean
+            result[rows, index] = network.distribution(network.decode(memory, query[index])).mean
     return (model.adapter.value_shift.to(device) + model.adapter.value_scale.to(device) * result).cpu()

@@ -40,9 +40,9 @@ def test_output_shapes(tiny_model_config, dx, dv):
     B, K, Q, NB = 2, 5, 7, tiny_model_config.bins
     ctx_pos, ctx_val, qry = inputs(B, K, Q, dx, dv)
     with torch.no_grad():
-        memory, mask = network.encode(ctx_pos, ctx_val)
+        memory = network.encode(ctx_pos, ctx_val)
         head = network(ctx_pos, ctx_val, qry)
-    assert memory.shape == (B, 1 + K, tiny_model_config.dim) and mask.shape == (B, 1 + K)
+    assert memory.tokens.shape == (B, 1 + K, tiny_model_config.dim) and memory.mask.shape == (B, 1 + K)
     assert head.shape == (B, Q, NB * (dv + 2))
     dist = network.distribution(head)
     assert dist.logits.shape == (B, Q, NB) and dist.means.shape == (B, Q, NB, dv) and dist.log_var.shape == (B, Q, NB)
@@ -76,10 +76,10 @@ def test_chunked_decoding_equals_unchunked(tiny_model_config):
     network = make_network(tiny_model_config, dx=2, dv=1)
     ctx_pos, ctx_val, qry = inputs(2, 6, 10, 2, 1)
     with torch.no_grad():
-        memory, mask = network.encode(ctx_pos, ctx_val)
-        whole = network.decode(memory, mask, qry)
-        halves = torch.cat([network.decode(memory, mask, qry[:, :4]), network.decode(memory, mask, qry[:, 4:])], 1)
-        singles = torch.cat([network.decode(memory, mask, qry[:, i : i + 1]) for i in range(10)], 1)
+        memory = network.encode(ctx_pos, ctx_val)
+        whole = network.decode(memory, qry)
+        halves = torch.cat([network.decode(memory, qry[:, :4]), network.decode(memory, qry[:, 4:])], 1)
+        singles = torch.cat([network.decode(memory, qry[:, i : i + 1]) for i in range(10)], 1)
     torch.testing.assert_close(halves, whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(singles, whole, atol=1e-5, rtol=0)
 
@@ -101,9 +101,9 @@ def test_empty_context(tiny_model_config, dx, dv):
     network = make_network(tiny_model_config, dx, dv)
     _, _, qry = inputs(3, 0, 5, dx, dv)
     with torch.no_grad():
-        memory, mask = network.encode(torch.zeros(3, 0, dx), torch.zeros(3, 0, dv))
+        memory = network.encode(torch.zeros(3, 0, dx), torch.zeros(3, 0, dv))
         head = network(torch.zeros(3, 0, dx), torch.zeros(3, 0, dv), qry)
-    assert memory.shape == (3, 1, tiny_model_config.dim) and mask.all()
+    assert memory.tokens.shape == (3, 1, tiny_model_config.dim) and memory.mask.all()
     assert head.shape == (3, 5, tiny_model_config.bins * (dv + 2)) and torch.isfinite(head).all()
     dist = network.distribution(head)
     assert torch.isfinite(dist.log_prob(torch.zeros(3, 5, dv))).all()
@@ -186,3 +186,29 @@ def test_uniform_and_kmeans_bin_centres():
     assert torch.cdist(truth[:3], three).min(dim=1).values.max() < 0.05
     with pytest.raises(ValueError):
         kmeans_bin_centres(points[:2], 3)
+
+
+def test_geometry_vectors_give_the_negative_half_squared_distance():
+    from spatialgen.model import Geometry
+
+    g = torch.Generator().manual_seed(0)
+    queries, keys = torch.rand(2, 5, 3, generator=g) * 2 - 1, torch.rand(2, 7, 3, generator=g) * 2 - 1
+    bias = Geometry.of(queries).as_query @ Geometry.of(keys).as_key.transpose(1, 2)  # (2, 5, 7)
+    torch.testing.assert_close(bias, -0.5 * torch.cdist(queries, keys) ** 2, atol=1e-5, rtol=0)
+
+
+def test_locality_bias_makes_attention_prefer_near_samples(tiny_model_config):
+    """With the distance bias, a query's prediction depends more on a near sample than a far one."""
+    from dataclasses import replace
+
+    # no encoder layers: the query's own attention is all there is (the null token, which sees every
+    # sample in the encoder, is a deliberate global path)
+    config = replace(tiny_model_config, encoder_layers=0, locality_min_length=0.05, locality_max_length=0.05)
+    network = PixelTransformer(config, position_dims=1, value_dims=1, bin_centres=uniform_bin_centres(config.bins)).eval()
+    ctx_pos = torch.tensor([[[-0.9], [0.9]]])
+    query = torch.tensor([[[-0.88]]])
+    with torch.no_grad():
+        base = network(ctx_pos, torch.tensor([[[0.0], [0.0]]]), query)
+        near = network(ctx_pos, torch.tensor([[[1.0], [0.0]]]), query)
+        far = network(ctx_pos, torch.tensor([[[0.0], [1.0]]]), query)
+    assert (near - base).abs().max() > 20 * (far - base).abs().max()

@@ -60,6 +60,8 @@ def complete_image(
         raise InputError(f"--size must be between 1x1 and 4096x4096, got {size[0]}x{size[1]}")
     if step < 1:
         raise InputError(f"--step must be at least 1, got {step}")
+    if n_autoregressive is not None and n_autoregressive < 0:
+        raise InputError(f"--autoregressive must be 0 or more, got {n_autoregressive}")
     if temperature < 0:
         raise InputError(f"--temperature must be 0 or more, got {temperature}")
     positions, values, truth, notes = read_context(adapter, Path(input_path), keep, seed)
