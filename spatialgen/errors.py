@@ -23,3 +23,7 @@ class CheckpointError(UserError, ValueError):
 
 class DataUnavailable(UserError, RuntimeError):
     """A dataset that is neither cached nor fetchable here."""
+
+
+class MissingDependency(UserError, ImportError):
+    """An optional library (an extra such as ``spatialgen[mesh]``) that is not installed."""

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 import torch
-from conftest import make_model, tiny_config_dict, train_tiny
+from tests.conftest import make_model, tiny_config_dict, train_tiny
 from safetensors.torch import load_file, save_file
 
 from spatialgen.adapters import get_adapter
