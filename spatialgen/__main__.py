@@ -1,3 +1,3 @@
-from spatialgen.cli import app
+from spatialgen.cli import main
 
-app()
+main()

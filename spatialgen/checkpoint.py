@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from spatialgen.config import Config, config_from_dict
-from spatialgen.errors import CheckpointError, ConfigError
-from spatialgen.io.atomic import atomic_path
+from spatialgen.errors import CheckpointError, ConfigError, InputError
+from spatialgen.io.atomic import atomic_path, require_file
 from spatialgen.model import PixelTransformer
 
 FORMAT = "spatialgen-checkpoint-1"
@@ -37,9 +37,10 @@ def read_checkpoint(path: str | Path) -> tuple[Config, dict[str, torch.Tensor], 
     """-> (config, state dict, metadata); one-line CheckpointError for anything unusable."""
     from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        path = require_file(path, "checkpoint")
+    except InputError as exc:
+        raise CheckpointError(str(exc)) from None
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
@@ -50,8 +51,12 @@ def read_checkpoint(path: str | Path) -> tuple[Config, dict[str, torch.Tensor], 
         raise CheckpointError(f"{path} is not a spatialgen checkpoint (no '{FORMAT}' metadata)")
     try:
         config = config_from_dict(json.loads(metadata["config"]))
-    except (KeyError, json.JSONDecodeError, ConfigError) as exc:
+    except KeyError:
+        raise CheckpointError(f"{path}: it stores no config") from None
+    except (json.JSONDecodeError, ConfigError) as exc:
         raise CheckpointError(f"{path}: its stored config is unusable: {exc}") from None
+    if not all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point()):
+        raise CheckpointError(f"{path}: its weights contain NaN or infinite values (a diverged run?)")
     return config, state, metadata
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,14 +42,24 @@ def user_errors(command: Callable) -> Callable:
             raise typer.Exit(130) from None
         except MemoryError:
             fail("out of memory: try a smaller --size or fewer --samples")
+        except RuntimeError as exc:  # torch reports failed allocations as RuntimeError
+            if "alloc" not in str(exc).lower() and "out of memory" not in str(exc).lower():
+                raise
+            fail("out of memory: try a smaller --size or fewer --samples")
 
     return wrapper
 
 
 def say(message: str) -> None:
-    from spatialgen.io.progress import console
+    """Results go to stdout (progress and errors go to stderr)."""
+    from rich.console import Console
 
-    console.print(message)
+    Console().print(message)
+
+
+def check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise InputError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
 
 
 # --- train -------------------------------------------------------------------------------------
@@ -86,11 +97,16 @@ def complete_image(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
 ) -> None:
     """Complete an image from a few pixels and write a panel PNG."""
+    from spatialgen.io.atomic import check_writable
     from spatialgen.jobs.common import load_for
     from spatialgen.jobs.image import complete_image as run
     from spatialgen.jobs.image import write_panel
 
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    check_writable(out)  # before any work
+    check_seed(seed)
+    if not math.isfinite(temperature):
+        raise InputError(f"--temperature must be a finite number, got {temperature}")
     model = load_for("image", checkpoint, "image-mnist", device=device)
     result = run(model, input, keep=keep, samples=samples, size=size, seed=seed,
               n_autoregressive=autoregressive, step=step, temperature=temperature)  # fmt: skip
@@ -105,12 +121,58 @@ def _check_suffix(out: Path, allowed: tuple[str, ...]) -> None:
         raise InputError(f"unsupported output extension '{out.suffix or out.name}' for {out} (use {', '.join(allowed)})")
 
 
+# --- complete-shape ----------------------------------------------------------------------------
+@app.command("complete-shape")
+@user_errors
+def complete_shape(
+    input: Annotated[Path, typer.Argument(help="A closed mesh (obj, ply, stl, off, glb; K SDF samples are drawn from it) or a samples file: .npz with points (K x 3) and sdf (K), or .csv x,y,z,sdf")],
+    out: Annotated[Path, typer.Option(help="Mesh to write; its suffix picks the format: .obj .ply .stl .off .glb")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: the shipped sdf-cgal)")] = None,
+    num_samples: Annotated[int, typer.Option(help="SDF samples drawn from a mesh INPUT (K)")] = 512,
+    resolution: Annotated[int, typer.Option(help="Marching-cubes grid points per axis")] = 128,
+    samples: Annotated[int, typer.Option(help="Write N autoregressive completions (OUT stem + _0, _1, ...) instead of the mean")] = 0,
+    autoregressive: Annotated[int, typer.Option(help="Values drawn one after another per sample (N'); the rest is the mean given them")] = 512,
+    step: Annotated[int, typer.Option(help="Values drawn per encoder pass while sampling (1 = exact, slower)")] = 8,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed (samples drawn from a mesh, and completions)")] = 0,
+    preview: Annotated[Path | None, typer.Option(help="Also write a PNG: input samples, result(s), input mesh")] = None,
+    bounds: Annotated[tuple[float, float, float, float, float, float] | None, typer.Option(help="XMIN YMIN ZMIN XMAX YMAX ZMAX: the region holding the shape (default: from the input)")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+) -> None:
+    """Complete a 3D shape from sparse signed-distance samples and write a mesh in INPUT's units."""
+    from spatialgen.io.atomic import check_writable
+    from spatialgen.io.mesh import check_mesh_suffix
+    from spatialgen.jobs.common import load_for
+    from spatialgen.jobs.shape import complete_shape as run
+    from spatialgen.jobs.shape import write_completion
+
+    check_mesh_suffix(out)
+    check_writable(out)  # before any work
+    if preview is not None:
+        _check_suffix(preview, (".png",))
+        check_writable(preview)
+    check_seed(seed)
+    if not math.isfinite(temperature):
+        raise InputError(f"--temperature must be a finite number, got {temperature}")
+    model = load_for("sdf", checkpoint, "sdf-cgal", device=device)
+    result = run(model, input, num_samples=num_samples, resolution=resolution, samples=samples, n_autoregressive=autoregressive,
+                 step=step, temperature=temperature, seed=seed, bounds=bounds)  # fmt: skip
+    title = f"{input.name}: {len(result.context.sdf)} SDF samples"
+    written = write_completion(result, out, samples=samples, preview=preview, title=title)
+    for note in result.notes:
+        say(f"note: {note}")
+    for path in written:
+        say(f"wrote {path}")
+    if preview is not None:
+        say(f"wrote {preview}")
+
+
 # --- eval ----------------------------------------------------------------------------------------
 @app.command("eval")
 @user_errors
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate on its dataset's test split")],
-    context: Annotated[str, typer.Option(help="Comma-separated context sizes")] = "16,64,256",
+    context: Annotated[str | None, typer.Option(help="Comma-separated context sizes (default 16,64,256 for images, 128,512,2048 for shapes)")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test items")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the context pixels")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers as JSON")] = None,
@@ -118,12 +180,16 @@ def evaluate(
 ) -> None:
     """Metrics of a checkpoint beside interpolation baselines, as a table (and JSON)."""
     from spatialgen.api import load
+    from spatialgen.io.atomic import check_writable
     from spatialgen.jobs.evaluate import evaluate as run
     from spatialgen.jobs.evaluate import print_table, write_json
 
-    contexts = _parse_ints(context, "--context")
+    contexts = _parse_ints(context, "--context") if context is not None else None
     if limit is not None and limit < 1:
         raise InputError(f"--limit must be at least 1, got {limit}")
+    check_seed(seed)
+    if json_out:
+        check_writable(json_out)  # before the evaluation, not after
     report = run(load(checkpoint, device=device), contexts=contexts, limit=limit, seed=seed)
     report["checkpoint"] = str(checkpoint)
     print_table(report)
@@ -153,8 +219,15 @@ def data_fetch(
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
     from spatialgen.data import fetch
+    from spatialgen.data.fetch import FETCHERS
+    from spatialgen.errors import DataUnavailable
     from spatialgen.io.progress import console
 
+    if name in ("digits", "photos"):
+        say(f"{name} is installed with scikit-learn / scikit-image: nothing to fetch")
+        return
+    if name not in FETCHERS:
+        raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)}; installed: digits, photos)")
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
         task = progress.add_task(f"{name}: starting")
         path = fetch(name, force=force, progress=lambda message: progress.update(task, description=f"{name}: {message}"))
@@ -162,6 +235,7 @@ def data_fetch(
 
 
 @data_app.command("list")
+@user_errors
 def data_list() -> None:
     """List datasets, where they come from, and whether they are cached."""
     from spatialgen.data.fetch import SOURCES, cached_path
@@ -171,7 +245,32 @@ def data_list() -> None:
         say(f"[bold]{name}[/bold] ({state}): {source}")
     say("[bold]digits[/bold] (installed): scikit-learn's 1,797 8x8 digits (BSD-3-Clause)")
     say("[bold]photos[/bold] (installed): 64x64 tiles of scikit-image's bundled photographs")
+    say("[bold]primitives[/bold] (installed): procedural closed shapes made with trimesh (boxes, ellipsoids, tori, ...)")
+
+
+def main() -> None:
+    """Console entry point: usage errors become one ``error:`` line with exit code 2 too."""
+    try:
+        from typer._click.exceptions import UsageError  # typer >= 0.20 vendors click
+    except ImportError:  # pragma: no cover - older typer
+        from click.exceptions import UsageError
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+            sys.exit(0)
+        command = exc.ctx.command_path if exc.ctx is not None else "spatialgen"
+        message = f"{exc.format_message().strip()} (see '{command} --help')".replace("\n", " ")
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # torchrun -m spatialgen.cli train ...
-    app()
+    main()

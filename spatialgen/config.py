@@ -9,6 +9,7 @@ adapter declares its own dataclass), ``[model]`` is :class:`spatialgen.model.Mod
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spatialgen.errors import ConfigError
+from spatialgen.errors import ConfigError, InputError
 from spatialgen.model import ModelConfig
 
 
@@ -37,6 +38,29 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        at_least = {"steps": 1, "batch_size": 1, "max_context": 1, "queries": 1, "checkpoint_every": 1,
+                    "log_every": 1, "min_context": 0, "warmup_steps": 0, "threads": 0, "seed": 0}  # fmt: skip
+        for name, low in at_least.items():
+            if getattr(self, name) < low:
+                raise ValueError(f"{name} must be at least {low}, got {getattr(self, name)}")
+        if self.seed >= 2**63:
+            raise ValueError("seed must be below 2**63")
+        if self.min_context > self.max_context:
+            raise ValueError("min_context must not exceed max_context")
+        for name in ("learning_rate", "grad_clip"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {getattr(self, name)}")
+        for name in ("min_learning_rate", "weight_decay"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not _valid_device(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got '{self.device}'")
+
+
+def _valid_device(name: str) -> bool:
+    return name in ("auto", "cpu", "cuda", "mps") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
 @dataclass(frozen=True)
@@ -106,9 +130,13 @@ def build_dataclass(cls: type, values: dict[str, Any], section: str) -> Any:
 def config_from_dict(raw: dict[str, Any]) -> Config:
     from spatialgen.adapters import adapter_config_class
 
-    for section in raw:
+    if not isinstance(raw, dict):
+        raise ConfigError("a config must be a table with [adapter], [model] and [train] sections")
+    for section, values in raw.items():
         if section not in ("adapter", "model", "train"):
             raise ConfigError(f"unknown section '[{section}]' (known: adapter, model, train)")
+        if not isinstance(values, dict):
+            raise ConfigError(f"'{section}' must be a [{section}] table, not {values!r}")
     adapter_raw = dict(raw.get("adapter", {}))
     if "name" not in adapter_raw:
         raise ConfigError("missing key 'adapter.name'")
@@ -144,11 +172,13 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    path = Path(path)
+    from spatialgen.io.atomic import require_file
+
     try:
+        path = require_file(path, "config file")
         raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {path}") from None
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     return config_from_dict(apply_overrides(raw, overrides or []))

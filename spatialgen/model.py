@@ -35,11 +35,18 @@ class ModelConfig:
     locality_max_length: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.dim % self.heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
-        for name in ("dim", "heads", "fourier_features", "bins", "value_embedding", "mlp_ratio"):
+        for name in ("dim", "heads", "fourier_features", "bins", "value_embedding", "mlp_ratio", "decoder_layers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.encoder_layers < 0:
+            raise ValueError("encoder_layers must be 0 or more")
+        if self.dim % self.heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by heads ({self.heads})")
+        if not (math.isfinite(self.fourier_scale) and self.fourier_scale > 0):
+            raise ValueError("fourier_scale must be a positive number")
+        low, high = self.locality_min_length, self.locality_max_length
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+            raise ValueError("locality lengths must satisfy 0 <= locality_min_length <= locality_max_length")
 
 
 class FourierFeatures(nn.Module):
@@ -67,7 +74,7 @@ class Geometry(NamedTuple):
     as_key: torch.Tensor  # (B, N, dx+2): [x, |x|^2, 1]
 
     @staticmethod
-    def of(positions: torch.Tensor) -> "Geometry":
+    def of(positions: torch.Tensor) -> Geometry:
         squared = (positions**2).sum(-1, keepdim=True)
         ones = torch.ones_like(squared)
         return Geometry(
@@ -76,7 +83,7 @@ class Geometry(NamedTuple):
         )
 
     @staticmethod
-    def cat(parts: list["Geometry"]) -> "Geometry":
+    def cat(parts: list[Geometry]) -> Geometry:
         return Geometry(torch.cat([p.as_query for p in parts], 1), torch.cat([p.as_key for p in parts], 1))
 
 
@@ -158,7 +165,7 @@ class Memory(NamedTuple):
     mask: torch.Tensor
     geometry: Geometry
 
-    def expand(self, batch: int) -> "Memory":
+    def expand(self, batch: int) -> Memory:
         """The same context for ``batch`` query sets (from a batch of one)."""
         return Memory(
             self.tokens.expand(batch, -1, -1), self.mask.expand(batch, -1),
@@ -194,7 +201,7 @@ class PixelTransformer(nn.Module):
     # --- encoder -----------------------------------------------------------------------------
     def encode(
         self, context_positions: torch.Tensor, context_values: torch.Tensor, context_mask: torch.Tensor | None = None
-    ) -> "Memory":
+    ) -> Memory:
         """(B, K, dx), (B, K, dv), optional (B, K) bool valid -> Memory of 1+K tokens (null first)."""
         B, K, _ = context_positions.shape
         tokens = self.token(torch.cat([self.value_embedding(context_values), self.positions(context_positions)], -1))
@@ -210,7 +217,7 @@ class PixelTransformer(nn.Module):
         return Memory(self.encoder_norm(tokens), mask, geometry)
 
     # --- decoder -----------------------------------------------------------------------------
-    def decode(self, memory: "Memory", query_positions: torch.Tensor) -> torch.Tensor:
+    def decode(self, memory: Memory, query_positions: torch.Tensor) -> torch.Tensor:
         """Memory of M tokens, query positions (B, Q, dx) -> head outputs (B, Q, NB*(dv+2)).
 
         Queries attend only to the memory, never to each other, so any chunking of Q gives the

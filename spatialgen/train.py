@@ -24,19 +24,30 @@ from torch.nn.parallel import DistributedDataParallel
 
 from spatialgen.adapters.base import TrainingSource
 from spatialgen.config import TrainConfig
-from spatialgen.errors import CheckpointError
+from spatialgen.errors import CheckpointError, InputError
 from spatialgen.io.atomic import atomic_path
 from spatialgen.model import PixelTransformer
 
 
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` -> cuda, mps or cpu, whichever is here; a named device must exist (InputError if not)."""
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise InputError(f"device '{name}' is not available on this machine (try --device auto)")
+    if device.type == "mps" and not _mps_available():
+        raise InputError("device 'mps' is not available on this machine (try --device auto)")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"unsupported device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
+    return device
 
 
 @dataclass
@@ -174,11 +185,18 @@ class Trainer:
     def load_state(self, weights: dict[str, torch.Tensor]) -> None:
         if not self.state_path.is_file():
             raise CheckpointError(f"cannot resume: {self.state_path} not found")
-        state = torch.load(self.state_path, map_location="cpu", weights_only=True)
-        self.network.load_state_dict(weights)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.step = int(state["step"])
-        self.history = [tuple(row) for row in state["history"]]
+        try:
+            state = torch.load(self.state_path, map_location="cpu", weights_only=True)
+            self.network.load_state_dict(weights)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.step = int(state["step"])
+            self.history = [tuple(row) for row in state["history"]]
+        except Exception as exc:  # unpickling, truncation, missing keys, shape mismatches
+            detail = str(exc).strip().splitlines()
+            raise CheckpointError(
+                f"cannot resume from {self.out_dir} (was the model config changed?): {type(exc).__name__}: "
+                f"{(detail[-1] if detail else '')[:120]}"
+            ) from None
 
     def _write_history(self) -> None:
         with atomic_path(self.out_dir / "loss.csv") as tmp, open(tmp, "w", newline="") as handle:

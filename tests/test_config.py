@@ -31,7 +31,9 @@ def test_load_shipped_config():
     assert config.model == ModelConfig(
         dim=128, heads=4, encoder_layers=3, decoder_layers=3, fourier_features=64, fourier_scale=2.0, bins=64
     )
-    assert config.train.steps == 6500 and config.train.learning_rate == 5e-4 and config.train.threads == 2
+    raw = tomllib.loads(MNIST.read_text())
+    assert config.train.steps == raw["train"]["steps"] and isinstance(config.train.steps, int)
+    assert config.train.learning_rate == raw["train"]["learning_rate"] and config.train.threads == raw["train"]["threads"]
     assert config.train.weight_decay == TrainConfig().weight_decay  # unset keys keep their defaults
 
 

@@ -13,7 +13,6 @@ import textwrap
 
 import pytest
 import torch
-from tests.conftest import make_model, tiny_config_dict, train_tiny
 from safetensors.torch import load_file, save_file
 
 from spatialgen.adapters import get_adapter
@@ -24,6 +23,7 @@ from spatialgen.errors import CheckpointError
 from spatialgen.sampling import mean_field
 from spatialgen.signals import GridSignals, read_grid
 from spatialgen.train import context_sizes, learning_rate, make_batch, nll_loss, train
+from tests.conftest import make_model, tiny_config_dict, train_tiny
 
 
 def one_digit() -> torch.Tensor:

@@ -11,6 +11,7 @@ from spatialgen.adapters.base import Adapter
 # name -> (module, adapter class, config class)
 _REGISTRY = {
     "image": ("spatialgen.adapters.image", "ImageAdapter", "ImageConfig"),
+    "sdf": ("spatialgen.adapters.sdf", "SdfAdapter", "SdfConfig"),
 }
 
 

@@ -16,6 +16,8 @@ from spatialgen.adapters.base import Adapter
 from spatialgen.errors import InputError
 from spatialgen.signals import GridSignals
 
+MAX_CONTEXT = 4096  # context samples per completion: encoder attention is quadratic in their number
+
 
 @dataclass(frozen=True)
 class ImageConfig:
@@ -28,8 +30,8 @@ class ImageConfig:
     def __post_init__(self) -> None:
         if self.channels not in (1, 3):
             raise ValueError("channels must be 1 (grayscale) or 3 (RGB)")
-        if self.height < 2 or self.width < 2:
-            raise ValueError("height and width must be at least 2")
+        if not (2 <= self.height <= 4096 and 2 <= self.width <= 4096):
+            raise ValueError("height and width must be between 2 and 4096")
 
 
 class ImageAdapter(Adapter):
@@ -106,15 +108,21 @@ class ImageAdapter(Adapter):
     # --- user files ---------------------------------------------------------------------------
     def read_image(self, path: str | Path) -> torch.Tensor:
         """An image file -> (C, H, W) in [0, 1] at the training size."""
-        from PIL import Image, UnidentifiedImageError
+        import warnings
 
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        from spatialgen.io.atomic import require_file
+
+        path = require_file(path)
         try:
-            with Image.open(path) as handle:
-                mode = "L" if self.config.channels == 1 else "RGB"
-                array = np.asarray(handle.convert(mode))
-        except FileNotFoundError:
-            raise InputError(f"input not found: {path}") from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as handle:
+                    array = _to_unit_array(ImageOps.exif_transpose(handle), self.config.channels)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(f"{path} is too large an image (over {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"cannot read {path} as an image: {exc}") from None
         return self.to_model_images(array[None])[0]
 
@@ -124,11 +132,16 @@ class ImageAdapter(Adapter):
 
         columns = 2 + self.config.channels
         table = read_samples(path, columns=columns, npz_keys=("points", "values"), what="x, y, value(s)")
+        if len(table) > MAX_CONTEXT:
+            raise InputError(f"{path}: {len(table):,} pixels is more than the {MAX_CONTEXT:,} a completion can condition on; thin the file")
         positions, values = table[:, :2], table[:, 2:]
         note = None
         if len(values) and values.max() > 1:
-            if values.min() < 0 or values.max() > 255:
-                raise InputError(f"{path}: pixel values must be in [0, 1] or 0-255, found {values.min():g}..{values.max():g}")
+            integers = np.allclose(values, np.round(values))
+            if values.min() < 0 or values.max() > 255 or not integers:
+                raise InputError(
+                    f"{path}: pixel values must be in [0, 1] or 0-255 integers, found {values.min():g}..{values.max():g}"
+                )
             values = values / 255
             note = "pixel values above 1 found: read them as 0-255 integers"
         if len(values) and values.min() < 0:
@@ -138,6 +151,22 @@ class ImageAdapter(Adapter):
         if outside.any():
             raise InputError(f"{path}: {int(outside.sum())} pixel(s) lie outside the model's {W}x{H} image (x 0..{W - 1}, y 0..{H - 1})")
         return torch.as_tensor(positions).float(), torch.as_tensor(values).float(), note
+
+
+def _to_unit_array(image, channels: int) -> np.ndarray:
+    """A PIL image -> float32 (H, W[, 3]) in [0, 1]; 16-bit and float images keep their range."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float32)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        array = array / top
+    elif image.mode == "F":
+        array = np.asarray(image, dtype=np.float32)
+        array = array / 255.0 if array.max() > 1 else array
+    else:
+        mode = "L" if channels == 1 else "RGB"
+        return np.asarray(image.convert(mode), dtype=np.float32) / 255.0
+    array = np.clip(array, 0, 1)  # single-channel high-depth image
+    return np.repeat(array[..., None], 3, axis=-1) if channels == 3 else array
 
 
 def _convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

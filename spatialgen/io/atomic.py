@@ -8,7 +8,33 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from spatialgen.errors import OutputError
+from spatialgen.errors import InputError, OutputError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def check_writable(target: str | Path) -> Path:
+    """Fail early (before any work) if ``target`` cannot be written; creates missing parents."""
+    target = Path(target)
+    try:
+        if target.is_dir():
+            raise OutputError(f"cannot write {target}: it is a directory")
+        if len(target.name.encode()) > 200:
+            raise OutputError(f"cannot write {target}: the file name is too long")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(target.parent, os.W_OK):
+            raise OutputError(f"cannot write {target}: permission denied")
+    except (FileExistsError, NotADirectoryError):
+        raise OutputError(f"cannot write {target}: a parent of it is a file, not a directory") from None
+    except PermissionError:
+        raise OutputError(f"cannot write {target}: permission denied") from None
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    return target
 
 
 @contextlib.contextmanager
@@ -18,19 +44,30 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     The directory is created if missing. On any error the temporary file is removed and the
     target is left untouched, so a reader never sees a half-written file.
     """
-    target = Path(target)
+    target = check_writable(target)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix or ".tmp", dir=target.parent)
-    except PermissionError:
-        raise OutputError(f"cannot write {target}: permission denied") from None
-    except (FileExistsError, NotADirectoryError):
-        raise OutputError(f"cannot write {target}: a parent of it is a file, not a directory") from None
+        fd, name = tempfile.mkstemp(prefix=".spatialgen-", suffix=".tmp" + target.suffix, dir=target.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def require_file(path: str | Path, what: str = "input") -> Path:
+    """An existing regular file (not a directory, FIFO or device), or a one-line InputError."""
+    path = Path(path)
+    try:
+        if not path.exists():
+            raise InputError(f"{what} not found: {path}")
+        if not path.is_file():
+            raise InputError(f"{what} {path} is not a regular file")
+    except OSError as exc:
+        raise InputError(f"cannot use {what} {str(path)[:80]}...: {exc.strerror or exc}") from None
+    return path

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from spatialgen.errors import InputError
+from spatialgen.io.atomic import require_file
 
 
 def read_samples(path: str | Path, *, columns: int, npz_keys: tuple[str, str], what: str) -> np.ndarray:
@@ -17,9 +18,7 @@ def read_samples(path: str | Path, *, columns: int, npz_keys: tuple[str, str], w
 
     Rejects missing files, non-numeric cells, wrong column counts and NaN/inf with one-line errors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"input not found: {path}")
+    path = require_file(path)
     table = _read_npz(path, npz_keys) if path.suffix.lower() == ".npz" else _read_csv(path)
     if table.ndim != 2 or table.shape[1] != columns:
         got = table.shape[1] if table.ndim == 2 else "?"
@@ -35,23 +34,25 @@ def _read_csv(path: Path) -> np.ndarray:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text CSV file") from None
-    rows = [row for row in csv.reader(io.StringIO(text)) if row and any(cell.strip() for cell in row)]
-    if rows and not _is_numeric(rows[0]):
-        rows = rows[1:]  # a header
+    # (line number, cells) of the non-blank lines
+    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]
+    if rows and not any(_is_number(cell) for cell in rows[0][1]):
+        rows = rows[1:]  # a header: a first line with no numbers at all
     if not rows:
         raise InputError(f"{path}: no samples in the file")
-    widths = {len(row) for row in rows}
+    widths = {len(row) for _, row in rows}
     if len(widths) != 1:
         raise InputError(f"{path}: rows have different numbers of columns ({sorted(widths)})")
-    for number, row in enumerate(rows, start=1):
-        if not _is_numeric(row):
-            raise InputError(f"{path}: row {number} is not numeric: {','.join(row)[:60]}")
-    return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
+    for line, row in rows:
+        if not all(_is_number(cell) for cell in row):
+            shown = ",".join(row)[:60].encode("unicode_escape").decode("ascii")
+            raise InputError(f"{path}: line {line} is not numeric: {shown}")
+    return np.array([[float(cell) for cell in row] for _, row in rows], dtype=np.float64)
 
 
-def _is_numeric(row: list[str]) -> bool:
+def _is_number(cell: str) -> bool:
     try:
-        [float(cell) for cell in row]
+        float(cell)
     except ValueError:
         return False
     return True
@@ -59,21 +60,24 @@ def _is_numeric(row: list[str]) -> bool:
 
 def _read_npz(path: Path, keys: tuple[str, str]) -> np.ndarray:
     try:
-        with np.load(path, allow_pickle=False) as arrays:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise InputError(f"{path}: an .npy array, not an NPZ archive with '{keys[0]}' and '{keys[1]}'")
+        with loaded as arrays:
             missing = [key for key in keys if key not in arrays.files]
             if missing:
                 raise InputError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays.files) or 'none'})")
             positions, values = (np.asarray(arrays[key]) for key in keys)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        if isinstance(exc, InputError):
-            raise
-        raise InputError(f"{path}: not a readable NPZ of plain arrays ({exc})") from None
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, AttributeError) as exc:
+        raise InputError(f"{path}: not a readable NPZ of plain arrays ({type(exc).__name__})") from None
     if positions.dtype.kind not in "iuf" or values.dtype.kind not in "iuf":
         raise InputError(f"{path}: arrays must be numeric")
     if values.ndim == 1:
         values = values[:, None]
-    if positions.ndim != 2 or len(positions) != len(values):
-        raise InputError(f"{path}: '{keys[0]}' must be (K, d) with as many rows as '{keys[1]}'")
+    if positions.ndim != 2 or values.ndim != 2 or len(positions) != len(values):
+        raise InputError(f"{path}: '{keys[0]}' must be (K, d) and '{keys[1]}' (K,) or (K, c) with the same K")
     if len(positions) == 0:
         raise InputError(f"{path}: no samples in the file")
     return np.concatenate([positions, values], axis=1).astype(np.float64)

@@ -10,23 +10,29 @@ from spatialgen.errors import InputError
 from spatialgen.io.atomic import atomic_path
 
 
-def evaluate(model: Model, *, contexts: tuple[int, ...], limit: int | None, seed: int) -> dict:
+def evaluate(model: Model, *, contexts: tuple[int, ...] | None, limit: int | None, seed: int) -> dict:
+    """``contexts=None`` takes the domain's default context sizes."""
     domain = model.config.adapter.name
     if domain == "image":
         from spatialgen.jobs.image import evaluate_image_model
 
-        return evaluate_image_model(model, contexts=contexts, limit=limit, seed=seed)
+        return evaluate_image_model(model, contexts=contexts or (16, 64, 256), limit=limit, seed=seed)
+    if domain == "sdf":
+        from spatialgen.jobs.shape import evaluate_sdf_model
+
+        return evaluate_sdf_model(model, contexts=contexts or (128, 512, 2048), limit=limit, seed=seed)
     raise InputError(f"no evaluation is defined for '{domain}' models yet")
 
 
 def print_table(report: dict) -> None:
+    from rich.console import Console
     from rich.table import Table
 
-    from spatialgen.io.progress import console
+    console = Console()  # results go to stdout; progress and errors to stderr
 
     rows = report["rows"]
     metrics = [key for key in rows[0] if key not in ("context", "method")]
-    table = Table(title=f"{report['domain']} / {report['dataset']} {report['split']} ({report.get('images', '?')} items)")
+    table = Table(title=f"{report['domain']} / {report['dataset']} {report['split']} ({report.get('items', report.get('images', '?'))} items)")
     for column in ["context", "method", *metrics]:
         table.add_column(column.replace("_", " "), justify="right" if column != "method" else "left")
     for row in rows:

@@ -16,7 +16,7 @@ from spatialgen.io.progress import track
 from spatialgen.metrics import bits_per_dim, psnr, ssim
 from spatialgen.sampling import mean_field, sample_field
 
-PIXEL_FILE_SUFFIXES = (".csv", ".npz", ".txt")
+PIXEL_FILE_SUFFIXES = (".csv", ".npz")
 
 
 @dataclass
@@ -54,6 +54,8 @@ def complete_image(
     progress: bool = True,
 ) -> ImageCompletion:
     adapter = model.adapter
+    if keep < 0:
+        raise InputError(f"--keep must be 0 or more, got {keep}")
     if samples < 0:
         raise InputError(f"--samples must be 0 or more, got {samples}")
     if size is not None and (min(size) < 1 or size[0] * size[1] > 4096 * 4096):

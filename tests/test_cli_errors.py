@@ -1,0 +1,114 @@
+"""Bad input found by trying to break the commands: each is one 'error:' line and exit code 2."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spatialgen.jobs.common import EXAMPLES_DIR, shipped_checkpoint
+from tests.test_cli_image import assert_user_error, invoke
+
+DIGIT = EXAMPLES_DIR / "mnist-test-3.png"
+FAST = ["--samples", "1", "--step", "64"]
+
+
+@pytest.mark.parametrize(
+    "args, pattern",
+    [
+        ([], "Missing argument 'input'"),
+        (["x.png", "--out", "y.png", "--keep", "abc"], "Invalid value for '--keep'"),
+        (["x.png", "--out", "y.png", "--size", "5"], "requires 2 arguments"),
+    ],
+)
+def test_usage_errors_are_one_line_from_the_real_entry_point(tmp_path, args, pattern):
+    run = subprocess.run([sys.executable, "-m", "spatialgen", "complete-image", *args], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and pattern in lines[0], run.stderr
+
+
+def test_a_fifo_is_refused_instead_of_blocking(tmp_path):
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    assert_user_error(invoke("complete-image", fifo, "--out", tmp_path / "o.png"), "not a regular file")
+
+
+def test_npy_renamed_npz_and_bad_shapes(tmp_path):
+    npy = tmp_path / "a.npz"
+    with open(npy, "wb") as handle:
+        np.save(handle, np.zeros((3, 3)))
+    assert_user_error(invoke("complete-image", npy, "--out", tmp_path / "o.png"), "not an NPZ archive")
+    deep = tmp_path / "deep.npz"
+    np.savez(deep, points=np.zeros((3, 2)), values=np.zeros((3, 1, 1)))
+    assert_user_error(invoke("complete-image", deep, "--out", tmp_path / "o.png"), "must be \\(K, d\\)")
+    empty = tmp_path / "empty.npz"
+    empty.write_bytes(b"")
+    assert_user_error(invoke("complete-image", empty, "--out", tmp_path / "o.png"), "not a readable NPZ")
+
+
+@pytest.mark.parametrize(
+    "extra, pattern",
+    [
+        (["--temperature", "nan"], "finite"),
+        (["--temperature", "inf"], "finite"),
+        (["--device", "bogus"], "unknown device"),
+        (["--seed", str(2**64)], "--seed must be between"),
+    ],
+)
+def test_bad_numbers_and_devices(tmp_path, extra, pattern):
+    out = tmp_path / "o.png"
+    assert_user_error(invoke("complete-image", DIGIT, "--out", out, *extra), pattern, not_written=out)
+
+
+def test_a_first_row_with_a_typo_is_an_error_not_a_header(tmp_path):
+    source = tmp_path / "p.csv"
+    source.write_text("12,23,0.85x\n1,2,0.5\n")
+    assert_user_error(invoke("complete-image", source, "--out", tmp_path / "o.png"), "line 1 is not numeric")
+    fractional = tmp_path / "f.csv"
+    fractional.write_text("1,2,1.5\n3,4,0.2\n")
+    assert_user_error(invoke("complete-image", fractional, "--out", tmp_path / "o.png"), "0-255 integers")
+
+
+def test_output_that_is_a_directory_is_refused_before_any_work(tmp_path):
+    target = tmp_path / "isdir.png"
+    target.mkdir()
+    assert_user_error(invoke("complete-image", DIGIT, "--out", target), "is a directory")
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    result = invoke("eval", shipped_checkpoint("image-mnist"), "--json", blocker / "r.json", "--limit", "1")
+    assert_user_error(result, "not a directory")
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    out = tmp_path / "o.png"
+    assert invoke("complete-image", DIGIT, "--out", out, *FAST).exit_code == 0
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~mask
+
+
+@pytest.mark.parametrize(
+    "override, pattern",
+    [
+        ("model.heads=0", "heads must be at least 1"),
+        ("train.log_every=0", "log_every must be at least 1"),
+        ("train.learning_rate=-1", "learning_rate must be a positive"),
+        ("train.batch_size=0", "batch_size must be at least 1"),
+        ("train.steps=-1", "steps must be at least 1"),
+        ("train.device=bogus", "device must be"),
+    ],
+)
+def test_train_rejects_bad_values_before_writing_anything(tmp_path, override, pattern):
+    config = EXAMPLES_DIR.parents[1] / "configs" / "image-mnist.toml"
+    result = invoke("train", config, "--set", override, "--out", tmp_path / "run")
+    assert_user_error(result, pattern)
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_dataset_fetch_is_one_line(tmp_path):
+    assert_user_error(invoke("data", "fetch", "nosuch"), "unknown dataset 'nosuch'")
