@@ -167,12 +167,56 @@ def complete_shape(
         say(f"wrote {preview}")
 
 
+# --- complete-video ----------------------------------------------------------------------------
+@app.command("complete-video")
+@user_errors
+def complete_video(
+    input: Annotated[Path, typer.Argument(help="A video file (mp4, avi, webm, mkv, gif ...; a random --keep fraction of its pixels is kept) or an .npz of scattered pixels: points (K x 3 as t, y, x), colors (K x 3), shape (T, H, W)")],
+    out: Annotated[str, typer.Option(help="Clip to write; its suffix picks the writer: .mp4 .gif .webm, or a directory/ of PNG frames")],
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: the shipped video-skvideo)")] = None,
+    keep: Annotated[float, typer.Option(help="Fraction of a video INPUT's pixels kept, in (0, 1]")] = 0.05,
+    frames: Annotated[int, typer.Option(help="Frames decoded from a video INPUT")] = 16,
+    size: Annotated[tuple[int, int] | None, typer.Option(help="H W a video INPUT is resized (centre-cropped) to (default: 64 rows, the model's training scale)")] = None,
+    start: Annotated[float, typer.Option(help="Seconds into a video INPUT to start at")] = 0.0,
+    stride: Annotated[int, typer.Option(help="Keep every N-th frame of a video INPUT")] = 1,
+    samples: Annotated[int, typer.Option(help="Write N sampled clips (OUT stem + _0, _1, ...) instead of the mean (a --panel shows one)")] = 0,
+    time_scale: Annotated[int, typer.Option(help="Render M times as many frames, between the input's (slow motion)")] = 1,
+    panel: Annotated[bool, typer.Option(help="Write observed | mean | sample | ground truth side by side in one clip")] = False,
+    fps: Annotated[float | None, typer.Option(help="Frame rate of the written clip (default: the input's x --time-scale)")] = None,
+    autoregressive: Annotated[int, typer.Option(help="Values drawn one after another per window and sample (N')")] = 256,
+    step: Annotated[int, typer.Option(help="Values drawn per encoder pass while sampling (1 = exact, slower)")] = 16,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed (kept pixels and samples)")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+) -> None:
+    """Complete a video from scattered pixels: the mean clip, samples, or a comparison panel."""
+    from spatialgen.io.video import check_video_output
+    from spatialgen.jobs.common import load_for
+    from spatialgen.jobs.video import check_options, output_paths, read_video_context, write_completion
+    from spatialgen.jobs.video import complete_video as run
+
+    check_seed(seed)
+    check_options(samples=samples, time_scale=time_scale, step=step, n_autoregressive=autoregressive, temperature=temperature)
+    for path in output_paths(out, 0 if panel else samples):
+        check_video_output(path)  # before any work
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise InputError(f"--fps must be a positive number, got {fps}")
+    model = load_for("video", checkpoint, "video-skvideo", device=device)
+    context = read_video_context(model.adapter, input, keep=keep, frames=frames, size=size, start=start, stride=stride, seed=seed)
+    result = run(model, context, samples=1 if panel else samples, time_scale=time_scale,
+                 n_autoregressive=autoregressive, step=step, temperature=temperature, seed=seed)  # fmt: skip
+    for note in context.notes:
+        say(f"note: {note}")
+    for path in write_completion(result, out, panel=panel, fps=fps):
+        say(f"wrote {path}")
+
+
 # --- eval ----------------------------------------------------------------------------------------
 @app.command("eval")
 @user_errors
 def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate on its dataset's test split")],
-    context: Annotated[str | None, typer.Option(help="Comma-separated context sizes (default 16,64,256 for images, 128,512,2048 for shapes)")] = None,
+    context: Annotated[str | None, typer.Option(help="Comma-separated context sizes: pixels for images (default 16,64,256), samples for shapes (128,512,2048), percent of pixels kept for videos (1,5,10)")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test items")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the context pixels")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers as JSON")] = None,

@@ -24,6 +24,11 @@ def ssim(prediction: np.ndarray, target: np.ndarray, *, data_range: float = 1.0)
     return float(structural_similarity(prediction, target, data_range=data_range, win_size=window, channel_axis=channel_axis))
 
 
+def video_ssim(prediction: np.ndarray, target: np.ndarray, *, data_range: float = 1.0) -> float:
+    """Mean SSIM over the frames of (T, H, W, C) clips."""
+    return float(np.mean([ssim(p, t, data_range=data_range) for p, t in zip(prediction, target)]))
+
+
 def bits_per_dim(log_mass: torch.Tensor, value_dims: int) -> float:
     """Mean -log2 probability mass per value dimension, from natural-log masses (one per point)."""
     return float(-log_mass.double().mean() / (value_dims * math.log(2)))

@@ -12,6 +12,7 @@ from spatialgen.adapters.base import Adapter
 _REGISTRY = {
     "image": ("spatialgen.adapters.image", "ImageAdapter", "ImageConfig"),
     "sdf": ("spatialgen.adapters.sdf", "SdfAdapter", "SdfConfig"),
+    "video": ("spatialgen.adapters.video", "VideoAdapter", "VideoConfig"),
 }
 
 

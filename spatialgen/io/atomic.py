@@ -12,6 +12,7 @@ from spatialgen.errors import InputError, OutputError
 
 
 def _umask() -> int:
+    """The process's file-creation mask (read without changing it for long)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -58,22 +58,30 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _read_npz(path: Path, keys: tuple[str, str]) -> np.ndarray:
+def read_npz_arrays(path: str | Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The named arrays of an NPZ archive of plain numeric arrays (never unpickled)."""
+    path = require_file(path)
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise InputError(f"{path}: an .npy array, not an NPZ archive with '{keys[0]}' and '{keys[1]}'")
-        with loaded as arrays:
-            missing = [key for key in keys if key not in arrays.files]
+            raise InputError(f"{path}: an .npy array, not an NPZ archive with {', '.join(repr(k) for k in keys)}")
+        with loaded as archive:
+            missing = [key for key in keys if key not in archive.files]
             if missing:
-                raise InputError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(arrays.files) or 'none'})")
-            positions, values = (np.asarray(arrays[key]) for key in keys)
+                raise InputError(f"{path}: missing array(s) {', '.join(missing)} (found: {', '.join(archive.files) or 'none'})")
+            arrays = {key: np.asarray(archive[key]) for key in keys}
     except InputError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, AttributeError) as exc:
         raise InputError(f"{path}: not a readable NPZ of plain arrays ({type(exc).__name__})") from None
-    if positions.dtype.kind not in "iuf" or values.dtype.kind not in "iuf":
-        raise InputError(f"{path}: arrays must be numeric")
+    for key, array in arrays.items():
+        if array.dtype.kind not in "iuf":
+            raise InputError(f"{path}: array '{key}' must be numeric, got {array.dtype}")
+    return arrays
+
+
+def _read_npz(path: Path, keys: tuple[str, str]) -> np.ndarray:
+    positions, values = read_npz_arrays(path, keys).values()
     if values.ndim == 1:
         values = values[:, None]
     if positions.ndim != 2 or values.ndim != 2 or len(positions) != len(values):

@@ -21,6 +21,11 @@ def evaluate(model: Model, *, contexts: tuple[int, ...] | None, limit: int | Non
         from spatialgen.jobs.shape import evaluate_sdf_model
 
         return evaluate_sdf_model(model, contexts=contexts or (128, 512, 2048), limit=limit, seed=seed)
+    if domain == "video":
+        from spatialgen.jobs.video import evaluate_video_model
+
+        keeps = tuple(k / 100 for k in contexts) if contexts else (0.01, 0.05, 0.10)
+        return evaluate_video_model(model, keeps=keeps, limit=limit, seed=seed)
     raise InputError(f"no evaluation is defined for '{domain}' models yet")
 
 
