@@ -211,6 +211,48 @@ def complete_video(
         say(f"wrote {path}")
 
 
+# --- complete-function -------------------------------------------------------------------------
+@app.command("complete-function")
+@user_errors
+def complete_function(
+    input: Annotated[Path | None, typer.Argument(help="A CSV (or NPZ with x, y) of observed points x,y; omit it with --demo")] = None,
+    out: Annotated[Path, typer.Option(help="Plot to write: observed points, mean, a ±2σ band, samples, truth")] = Path("function.png"),
+    checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: function-gp, or function-polynomial for --demo polynomial)")] = None,
+    demo: Annotated[str | None, typer.Option(help="Draw a random function and keep a few points: polynomial, rbf, matern or periodic")] = None,
+    samples: Annotated[int, typer.Option(help="Sample curves drawn autoregressively (coherent functions)")] = 3,
+    x_range: Annotated[tuple[float, float] | None, typer.Option(help="A B: the x range of your data, mapped onto the model's")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (demo function and samples)")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers (grid, mean, std, samples) as JSON")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
+) -> None:
+    """Complete a 1-D function from a few points, with uncertainty and sample curves."""
+    import json
+
+    from spatialgen.io.atomic import atomic_path, check_writable
+    from spatialgen.jobs.common import load_for
+    from spatialgen.jobs.function import complete_function as run
+    from spatialgen.jobs.function import plot_completion
+
+    if (input is None) == (demo is None):
+        raise InputError("give either an INPUT file of x,y points or --demo FAMILY (not both)")
+    _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    check_writable(out)
+    if json_out is not None:
+        check_writable(json_out)
+    check_seed(seed)
+    default = "function-polynomial" if demo == "polynomial" else "function-gp"
+    model = load_for("function", checkpoint, default, device=device)
+    result = run(model, input, demo=demo, samples=samples, x_range=x_range, seed=seed)
+    for note in result.notes:
+        say(f"note: {note}")
+    plot_completion(result, out)
+    say(f"wrote {out}")
+    if json_out is not None:
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(result.to_dict()) + "\n")
+        say(f"wrote {json_out}")
+
+
 # --- eval ----------------------------------------------------------------------------------------
 @app.command("eval")
 @user_errors

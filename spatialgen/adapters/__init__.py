@@ -13,6 +13,7 @@ _REGISTRY = {
     "image": ("spatialgen.adapters.image", "ImageAdapter", "ImageConfig"),
     "sdf": ("spatialgen.adapters.sdf", "SdfAdapter", "SdfConfig"),
     "video": ("spatialgen.adapters.video", "VideoAdapter", "VideoConfig"),
+    "function": ("spatialgen.adapters.function", "FunctionAdapter", "FunctionConfig"),
 }
 
 

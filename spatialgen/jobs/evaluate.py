@@ -26,6 +26,10 @@ def evaluate(model: Model, *, contexts: tuple[int, ...] | None, limit: int | Non
 
         keeps = tuple(k / 100 for k in contexts) if contexts else (0.01, 0.05, 0.10)
         return evaluate_video_model(model, keeps=keeps, limit=limit, seed=seed)
+    if domain == "function":
+        from spatialgen.jobs.function import evaluate_function_model
+
+        return evaluate_function_model(model, tasks=limit or 1000, seed=seed)
     raise InputError(f"no evaluation is defined for '{domain}' models yet")
 
 
@@ -43,6 +47,8 @@ def print_table(report: dict) -> None:
     for row in rows:
         table.add_row(str(row["context"]), row["method"], *(_format(row[m]) for m in metrics))
     console.print(table)
+    if report.get("note"):
+        console.print(report["note"])
 
 
 def _format(value) -> str:
