@@ -33,6 +33,11 @@ class ModelConfig:
     # shortest to longest (normalised units). 0 turns it off (the paper's plain attention).
     locality_min_length: float = 0.05
     locality_max_length: float = 1.0
+    # Each attention head also returns x_q minus the attention-weighted mean position of what it
+    # attended to, projected back into the token: the offset from a query's neighbourhood, which
+    # plain attention cannot see (its values do not depend on the query), and which lets a token
+    # extrapolate a value with its local gradient (see Attention).
+    relative_offsets: bool = False
 
     def __post_init__(self) -> None:
         for name in ("dim", "heads", "fourier_features", "bins", "value_embedding", "mlp_ratio", "decoder_layers"):
@@ -88,20 +93,26 @@ class Geometry(NamedTuple):
 
 
 class Attention(nn.Module):
-    """Multi-head attention; optionally with a learnable Gaussian distance bias per head.
+    """Multi-head attention; optionally with a learnable Gaussian distance bias per head, and
+    optionally returning each query's offset from the positions it attended to.
 
     Without a locality prior, attention starts (and in our CPU-length runs stayed) uniform over
     the samples: a query cannot find its neighbours before values are informative, and values
     are not informative before it finds its neighbours. The bias -|x_q - x_k|^2 / (2 l_h^2)
     breaks that deadlock; each head learns its own length l_h (a long one acts globally).
+
+    Offsets: sum_k a_qk (x_q - x_k) = x_q - sum_k a_qk x_k, so appending x_k to the values gives
+    each head's offset from its neighbourhood's centroid with the same fused attention call.
     """
 
-    def __init__(self, *, dim: int, heads: int, lengths: tuple[float, float] | None = None):
+    def __init__(self, *, dim: int, heads: int, lengths: tuple[float, float] | None = None, offset_dims: int = 0):
         super().__init__()
         self.heads = heads
         self.to_q = nn.Linear(dim, dim)
         self.to_kv = nn.Linear(dim, 2 * dim)
         self.out = nn.Linear(dim, dim)
+        self.offset_dims = offset_dims
+        self.offsets = nn.Linear(heads * offset_dims, dim) if offset_dims else None
         if lengths is None or lengths[0] <= 0:
             self.log_precision = None
         else:
@@ -121,9 +132,16 @@ class Attention(nn.Module):
             precision = self.log_precision.exp()[None, :, None, None] / scale  # (1, h, 1, 1)
             q = torch.cat([q, precision * x_geometry.as_query[:, None]], -1)  # (B, h, N, hd+dx+2)
             k = torch.cat([k, context_geometry.as_key[:, None].expand(-1, self.heads, -1, -1)], -1)
+        dx = self.offset_dims
+        if self.offsets is not None:
+            v = torch.cat([v, context_geometry.as_key[:, None, :, :dx].expand(-1, self.heads, -1, -1)], -1)  # (B, h, M, hd+dx)
         mask = None if key_mask is None else key_mask[:, None, None, :]  # (B, 1, 1, M), True = attend
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, h, N, hd)
-        return self.out(y.transpose(1, 2).reshape(B, N, D))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)  # (B, h, N, hd[+dx])
+        out = self.out(y[..., :hd].transpose(1, 2).reshape(B, N, D))
+        if self.offsets is not None:
+            offset = x_geometry.as_query[:, None, :, :dx] - y[..., hd:]  # (B, h, N, dx): x_q - attended centroid
+            out = out + self.offsets(offset.transpose(1, 2).reshape(B, N, self.heads * dx))
+        return out
 
 
 class MLP(nn.Module):
@@ -138,11 +156,13 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm attention + MLP. Self-attention when ``context`` is None, else cross-attention."""
 
-    def __init__(self, *, dim: int, heads: int, mlp_ratio: int, cross: bool, lengths: tuple[float, float] | None):
+    def __init__(
+        self, *, dim: int, heads: int, mlp_ratio: int, cross: bool, lengths: tuple[float, float] | None, offset_dims: int = 0
+    ):
         super().__init__()
         self.norm_x = nn.LayerNorm(dim)
         self.norm_context = nn.LayerNorm(dim) if cross else None
-        self.attention = Attention(dim=dim, heads=heads, lengths=lengths)
+        self.attention = Attention(dim=dim, heads=heads, lengths=lengths, offset_dims=offset_dims)
         self.norm_mlp = nn.LayerNorm(dim)
         self.mlp = MLP(dim=dim, ratio=mlp_ratio)
 
@@ -189,7 +209,8 @@ class PixelTransformer(nn.Module):
         self.token = nn.Linear(config.value_embedding + 2 * config.fourier_features, D)
         self.null_token = nn.Parameter(torch.randn(D) * 0.02)  # lets K = 0 work and every row attend somewhere
         lengths = (config.locality_min_length, config.locality_max_length)
-        block = dict(dim=D, heads=config.heads, mlp_ratio=config.mlp_ratio, lengths=lengths)
+        offset_dims = position_dims if config.relative_offsets else 0
+        block = dict(dim=D, heads=config.heads, mlp_ratio=config.mlp_ratio, lengths=lengths, offset_dims=offset_dims)
         self.encoder = nn.ModuleList(Block(**block, cross=False) for _ in range(config.encoder_layers))
         self.encoder_norm = nn.LayerNorm(D)
         self.decoder = nn.ModuleList(Block(**block, cross=True) for _ in range(config.decoder_layers))

@@ -16,9 +16,10 @@ from spatialgen.model import ModelConfig
 TINY_MODEL = {"dim": 32, "heads": 2, "encoder_layers": 1, "decoder_layers": 1, "fourier_features": 16, "bins": 16}
 
 
-@pytest.fixture
-def tiny_model_config() -> ModelConfig:
-    return ModelConfig(**TINY_MODEL)
+@pytest.fixture(params=[False, True], ids=["plain", "offsets"])
+def tiny_model_config(request) -> ModelConfig:
+    """The tiny model, without and with relative offsets in attention (every model test runs on both)."""
+    return ModelConfig(**TINY_MODEL, relative_offsets=request.param)
 
 
 def tiny_config_dict(**train) -> dict:

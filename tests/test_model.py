@@ -212,3 +212,21 @@ def test_locality_bias_makes_attention_prefer_near_samples(tiny_model_config):
         near = network(ctx_pos, torch.tensor([[[1.0], [0.0]]]), query)
         far = network(ctx_pos, torch.tensor([[[0.0], [1.0]]]), query)
     assert (near - base).abs().max() > 20 * (far - base).abs().max()
+
+
+def test_relative_offsets_are_the_query_minus_the_attended_centroid():
+    from spatialgen.model import Attention, Geometry
+
+    attention = Attention(dim=4, heads=1, lengths=None, offset_dims=2)
+    with torch.no_grad():
+        for layer in (attention.to_q, attention.out):
+            layer.weight.zero_()
+            layer.bias.zero_()  # q = 0: uniform attention; the value path contributes nothing
+        attention.offsets.weight.copy_(torch.eye(4, 2))
+        attention.offsets.bias.zero_()
+    keys = torch.tensor([[[0.2, -0.4], [0.6, 0.0], [-0.5, 0.1]]])
+    queries = torch.tensor([[[0.9, 0.9], [-1.0, 0.5]]])
+    tokens = torch.randn(1, 3, 4)
+    out = attention(torch.randn(1, 2, 4), tokens, None, Geometry.of(queries), Geometry.of(keys))
+    torch.testing.assert_close(out[..., :2], queries - keys.mean(1, keepdim=True))
+    torch.testing.assert_close(out[..., 2:], torch.zeros(1, 2, 2))

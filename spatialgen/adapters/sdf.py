@@ -5,9 +5,10 @@ mesh or a samples file in the user's units is mapped in by a :class:`Frame` (cen
 uniform scale) that puts the shape's bounding sphere at radius ``radius`` (0.9: a margin to the
 box's faces so that surfaces close inside the box); results are mapped back with the same frame.
 
-Values are truncated to [-truncation, truncation] (0.5 by default, a quarter of the box's
-width): far from the surface only the sign matters, and the model's 64 uniform bins then have a
-width of 1/64 of a box unit, about one cell of a 128^3 grid.
+Values are truncated to [-truncation, truncation]: far from the surface only the sign matters, so
+the value bins are spent near it. The shipped model uses 0.1 (as DeepSDF clamps its distances):
+its 64 uniform bins are then 0.003 box units wide, a fifth of a cell of a 128^3 grid (the
+default 0.5 spends most bins on values far from any surface).
 
 Training draws come from per-shape pools of SDF samples, computed once with open3d and cached
 (see :func:`prepare_pools`): near-surface points (surface points plus Gaussian offsets) and
