@@ -203,7 +203,7 @@ def fitted_gp_log_likelihood(task: GPTask) -> float:
     shape = {"rbf": RBF(0.3, (1e-2, 10)), "matern": Matern(0.3, (1e-2, 10), nu=2.5),
              "periodic": ExpSineSquared(0.3, 0.3, (1e-2, 10), (5e-2, 5))}[task.h.kernel]  # fmt: skip
     kernel = ConstantKernel(0.3, (1e-3, 10)) * shape + WhiteKernel(1e-3, (1e-5, 1))
-    regressor = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=2, random_state=0)
+    regressor = GaussianProcessRegressor(kernel, normalize_y=False, n_restarts_optimizer=1, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         regressor.fit(task.x_context.numpy(), task.y_context[:, 0].numpy())
