@@ -18,13 +18,14 @@ def markdown(report: dict) -> str:
     metrics = [key for key in rows[0] if key not in SKIP]
     header = ["context", "method", *metrics]
     lines = ["| " + " | ".join(h.replace("_", " ") for h in header) + " |", "|" + "---|" * len(header)]
-    best = {}
+    best, counts = {}, {}
     for metric in metrics:
         lower_is_better = metric in ("chamfer_l1", "bits_per_dim", "seconds", "no_surface")
         for row in rows:
             value = row.get(metric)
             if isinstance(value, (int, float)) and "reported" not in row["method"] and not row["method"].startswith("exact"):
                 key = (row["context"], metric)
+                counts[key] = counts.get(key, 0) + 1
                 if key not in best or (value < best[key] if lower_is_better else value > best[key]):
                     best[key] = value
     for row in rows:
@@ -32,7 +33,7 @@ def markdown(report: dict) -> str:
         for metric in metrics:
             value = row.get(metric)
             text = "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-            if metric not in ("seconds", "no_surface") and value is not None and best.get((row["context"], metric)) == value:
+            if metric not in ("seconds", "no_surface") and value is not None and best.get((row["context"], metric)) == value and counts[(row["context"], metric)] > 1:
                 text = f"**{text}**"
             if metric == "log_likelihood" and row.get("stderr"):
                 text += f" ± {row['stderr']:.3f}"

@@ -213,8 +213,9 @@ def fitted_gp_log_likelihood(task: GPTask) -> float:
     return float(np.mean(-0.5 * (np.log(2 * np.pi) + np.log(variance) + (y - mean) ** 2 / variance)))
 
 
-# Reported in Nguyen & Grover (2022), "Transformer Neural Processes", Table 1 (1-D GP regression,
-# target log-likelihood); not re-measured here.
+# The figures commonly quoted from the 1-D GP regression table of Nguyen & Grover (2022),
+# "Transformer Neural Processes" (target log-likelihood). Not re-measured here, and not re-checked
+# against the paper: a search of public sources found no copy of the table to confirm them.
 REPORTED = {"TNP-D": {"rbf": 1.39, "matern": 0.95}, "ANP": {"rbf": 0.81, "matern": 0.63}}
 
 
@@ -241,5 +242,6 @@ def evaluate_function_model(
         for method, numbers in REPORTED.items():
             if kernel in numbers:
                 rows.append({"context": kernel, "method": f"{method} (reported)", "log_likelihood": numbers[kernel], "stderr": None})
-    note = "'reported' rows: Nguyen & Grover (2022), Transformer Neural Processes, Table 1; not re-measured here"
+    note = ("'reported' rows: the figures commonly quoted from Nguyen & Grover (2022), Transformer Neural "
+            "Processes, 1-D GP table; not re-measured here")
     return {"domain": "function", "dataset": "gp", "split": "benchmark", "note": note, "items": tasks, "seed": seed, "tasks_per_kernel": tasks, "rows": rows}
