@@ -83,7 +83,7 @@ def load(path: str | Path, *, device: str = "auto", expect_adapter: str | None =
     """Load a checkpoint; it carries its config and adapter, so nothing else is needed."""
     config, state, _ = read_checkpoint(path)
     if expect_adapter is not None and config.adapter.name != expect_adapter:
-        raise CheckpointError(f"{path} is a '{config.adapter.name}' model, not an '{expect_adapter}' model")
+        raise CheckpointError(f"{path} is a model for {config.adapter.name!r} data, not for {expect_adapter!r} data")
     adapter = get_adapter(config.adapter)
     network = build_network(config, adapter)
     try:

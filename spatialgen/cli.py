@@ -57,6 +57,14 @@ def say(message: str) -> None:
     Console().print(message)
 
 
+MAX_SAMPLES = 64
+
+
+def check_samples(samples: int) -> None:
+    if not 0 <= samples <= MAX_SAMPLES:
+        raise InputError(f"--samples must be between 0 and {MAX_SAMPLES}, got {samples}")
+
+
 def check_seed(seed: int) -> None:
     if not 0 <= seed < 2**63:
         raise InputError(f"--seed must be between 0 and 2**63 - 1, got {seed}")
@@ -104,6 +112,7 @@ def complete_image(
 
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
     check_writable(out)  # before any work
+    check_samples(samples)
     check_seed(seed)
     if not math.isfinite(temperature):
         raise InputError(f"--temperature must be a finite number, got {temperature}")
@@ -144,10 +153,12 @@ def complete_shape(
     from spatialgen.io.mesh import check_mesh_suffix
     from spatialgen.jobs.common import load_for
     from spatialgen.jobs.shape import complete_shape as run
-    from spatialgen.jobs.shape import write_completion
+    from spatialgen.jobs.shape import output_paths, write_completion
 
     check_mesh_suffix(out)
-    check_writable(out)  # before any work
+    check_samples(samples)
+    for path in output_paths(out, samples):
+        check_writable(path)  # before any work
     if preview is not None:
         _check_suffix(preview, (".png",))
         check_writable(preview)
@@ -196,11 +207,12 @@ def complete_video(
     from spatialgen.jobs.video import complete_video as run
 
     check_seed(seed)
+    check_samples(samples)
     check_options(samples=samples, time_scale=time_scale, step=step, n_autoregressive=autoregressive, temperature=temperature)
     for path in output_paths(out, 0 if panel else samples):
         check_video_output(path)  # before any work
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise InputError(f"--fps must be a positive number, got {fps}")
+    if fps is not None and not (math.isfinite(fps) and 0.1 <= fps <= 1000):
+        raise InputError(f"--fps must be between 0.1 and 1000 frames per second, got {fps}")
     model = load_for("video", checkpoint, "video-skvideo", device=device)
     context = read_video_context(model.adapter, input, keep=keep, frames=frames, size=size, start=start, stride=stride, seed=seed)
     result = run(model, context, samples=1 if panel else samples, time_scale=time_scale,
@@ -233,6 +245,7 @@ def complete_function(
     from spatialgen.jobs.function import complete_function as run
     from spatialgen.jobs.function import plot_completion
 
+    check_samples(samples)
     if (input is None) == (demo is None):
         raise InputError("give either an INPUT file of x,y points or --demo FAMILY (not both)")
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
@@ -340,6 +353,13 @@ def main() -> None:
         from typer._click.exceptions import UsageError  # typer >= 0.20 vendors click
     except ImportError:  # pragma: no cover - older typer
         from click.exceptions import UsageError
+    import signal
+    import warnings
+
+    # numpy and trimesh warn about overflowing inputs before our own one-line error says why
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
+    # SIGTERM (kill, timeout) unwinds like Ctrl-C, so atomic writes remove their temporary files
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         code = app(standalone_mode=False)
     except UsageError as exc:

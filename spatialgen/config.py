@@ -164,6 +164,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for section, values in raw.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"'{section}' must be a [{section}] table, not {values!r}")
     merged = {section: dict(values) for section, values in raw.items()}
     for text in overrides:
         section, key, value = parse_override(text)

@@ -142,7 +142,7 @@ def test_checkpoint_of_another_domain_is_refused():
     from spatialgen.api import load
     from spatialgen.errors import CheckpointError
 
-    with pytest.raises(CheckpointError, match="is a 'image' model, not an 'sdf' model"):
+    with pytest.raises(CheckpointError, match="is a model for 'image' data, not for 'sdf' data"):
         load(shipped_checkpoint("image-mnist"), expect_adapter="sdf")
 
 

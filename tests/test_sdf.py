@@ -546,7 +546,7 @@ def test_bounds_rescue_flat_samples(tmp_path, box_checkpoint):
         (["--resolution", 2], "--resolution must be between"),
         (["--num-samples", 0], "--num-samples must be between 1"),
         (["--num-samples", MAX_CONTEXT + 1], "--num-samples must be between 1"),
-        (["--samples", -1], "--samples must be 0 or more"),
+        (["--samples", -1], "--samples must be between 0 and 64"),
         (["--temperature", -1], "--temperature must be 0 or more"),
     ],
 )
@@ -583,7 +583,7 @@ def test_wrong_or_missing_checkpoint(tmp_path, box_in_user_units):
 
     image = CHECKPOINT_DIR / "image-mnist.safetensors"
     result = invoke("complete-shape", source, "--out", out, "--checkpoint", image)
-    assert_user_error(result, "is a 'image' model, not an 'sdf' model", not_written=(out,))
+    assert_user_error(result, "is a model for 'image' data, not for 'sdf' data", not_written=(out,))
 
 
 def test_help_lists_complete_shape():

@@ -184,7 +184,7 @@ def test_checkpoint_loads_with_its_config_and_adapter(tmp_path, tiny_config):
         torch.rand(9, 2, generator=g) * 7,
     )
     torch.testing.assert_close(loaded.predict(ctx_pos, ctx_val, qry).mean, model.predict(ctx_pos, ctx_val, qry).mean)
-    with pytest.raises(CheckpointError, match="not an 'sdf' model"):
+    with pytest.raises(CheckpointError, match="not for 'sdf' data"):
         load(path, device="cpu", expect_adapter="sdf")
     assert load(path, device="cpu", expect_adapter="image").config == tiny_config
 

@@ -18,7 +18,7 @@ _REGISTRY = {
 
 
 def _lookup(name: str, index: int) -> Any:
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         from spatialgen.errors import ConfigError
 
         raise ConfigError(f"unknown adapter '{name}' (known: {', '.join(_REGISTRY)})")

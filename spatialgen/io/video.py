@@ -138,7 +138,9 @@ def check_video_output(path: str | Path) -> None:
         target = Path(path)
         if target.exists() and not target.is_dir():
             raise OutputError(f"cannot write frames into {target}: it is a file")
-        check_writable(target / "frame_0000.png")
+        if target.is_dir() and any(target.iterdir()):
+            raise OutputError(f"cannot write frames into {target}: the directory is not empty")
+        check_writable(target.parent / f"{target.name}.png")  # the place for it (the directory itself is made at the end)
         return
     if Path(path).suffix.lower() not in VIDEO_SUFFIXES:
         raise InputError(f"unsupported output extension '{Path(path).suffix}' for {path} (use {', '.join(VIDEO_SUFFIXES)} or a directory/)")

@@ -55,7 +55,7 @@ class XMapping:
         self.model_range = (adapter.config.x_low, adapter.config.x_high)
         if x_range is not None:
             a, b = x_range
-            if not (math.isfinite(a) and math.isfinite(b) and a < b):
+            if not (math.isfinite(a) and math.isfinite(b) and a < b and math.isfinite(b - a) and b - a > 1e-9 * max(abs(a), abs(b), 1)):
                 raise InputError(f"--x-range needs two finite numbers A < B, got {a:g} {b:g}")
         self.user_range = x_range or self.model_range
 
