@@ -349,12 +349,10 @@ def data_list() -> None:
 
 def main() -> None:
     """Console entry point: usage errors become one ``error:`` line with exit code 2 too."""
-    try:
-        from typer._click.exceptions import UsageError  # typer >= 0.20 vendors click
-    except ImportError:  # pragma: no cover - older typer
-        from click.exceptions import UsageError
     import signal
     import warnings
+
+    from typer._click.exceptions import UsageError  # typer >= 0.20 vendors click (no click dependency)
 
     # numpy and trimesh warn about overflowing inputs before our own one-line error says why
     warnings.filterwarnings("ignore", category=RuntimeWarning)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -88,3 +91,16 @@ def black_or_white_model(tmp_path_factory) -> Model:
         grids, steps=200, out_dir=tmp_path_factory.mktemp("black-or-white"), min_context=1, max_context=8
     )
     return model
+
+
+def assert_user_error(result, pattern: str, *, not_written=()) -> None:
+    """The CLI contract for bad input: exit code 2, one ``error:`` line matching ``pattern``, no
+    traceback, and nothing written at ``not_written`` (a path or several), no temporary file beside it."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    for path in (not_written,) if isinstance(not_written, (str, Path)) else not_written:
+        assert not Path(path).exists(), path
+        assert not list(Path(path).parent.glob(".spatialgen-*")), "a temporary file was left behind"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from spatialgen.jobs.common import EXAMPLES_DIR, shipped_checkpoint
-from tests.test_cli_image import assert_user_error, invoke
+from tests.conftest import assert_user_error
+from tests.test_cli_image import invoke
 
 DIGIT = EXAMPLES_DIR / "mnist-test-3.png"
 FAST = ["--samples", "1", "--step", "64"]

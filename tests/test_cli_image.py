@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +10,7 @@ from typer.testing import CliRunner
 
 from spatialgen.cli import app
 from spatialgen.jobs.common import EXAMPLES_DIR, shipped_checkpoint
+from tests.conftest import assert_user_error
 
 DIGIT = EXAMPLES_DIR / "mnist-test-3.png"
 PIXELS = EXAMPLES_DIR / "mnist-test-3-pixels.csv"
@@ -22,16 +20,6 @@ FAST = ["--samples", "1", "--step", "64"]
 def invoke(*args: str):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def assert_user_error(result, pattern: str, *, not_written: Path | None = None) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    if not_written is not None:
-        assert not not_written.exists()
-        assert not list(not_written.parent.glob(f".{not_written.name}*")), "a temporary file was left behind"
 
 
 def test_help_lists_every_command():

