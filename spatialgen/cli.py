@@ -14,7 +14,7 @@ import typer
 from spatialgen.errors import InputError, UserError
 
 app = typer.Typer(
-    help="Generate spatial signals from sparse samples: complete images (and, with their adapters, shapes, videos, functions).",
+    help="Generate spatial signals from sparse samples: complete 3D shapes (meshes), images, videos and 1-D functions.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
