@@ -24,12 +24,18 @@ app.add_typer(data_app, name="data")
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr)
+    one_line = message.replace("\r", "\\r").replace("\n", "\\n")  # a newline in a file name stays visible
+    print(f"error: {one_line}", file=sys.stderr)
     raise typer.Exit(2)
 
 
 def user_errors(command: Callable) -> Callable:
     """Turn a UserError (and a few stray library errors about the input) into one line + exit 2."""
+    memory_hint = (
+        "try a smaller --set train.batch_size, train.queries or train.max_context"
+        if command.__name__ == "train"
+        else "try a smaller --size or fewer --samples"
+    )
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -41,11 +47,11 @@ def user_errors(command: Callable) -> Callable:
             print("interrupted", file=sys.stderr)
             raise typer.Exit(130) from None
         except MemoryError:
-            fail("out of memory: try a smaller --size or fewer --samples")
+            fail(f"out of memory: {memory_hint}")
         except RuntimeError as exc:  # torch reports failed allocations as RuntimeError
             if "alloc" not in str(exc).lower() and "out of memory" not in str(exc).lower():
                 raise
-            fail("out of memory: try a smaller --size or fewer --samples")
+            fail(f"out of memory: {memory_hint}")
 
     return wrapper
 
@@ -63,6 +69,14 @@ MAX_SAMPLES = 64
 def check_samples(samples: int) -> None:
     if not 0 <= samples <= MAX_SAMPLES:
         raise InputError(f"--samples must be between 0 and {MAX_SAMPLES}, got {samples}")
+
+
+def refuse_overwriting(outputs, *inputs: Path | None) -> None:
+    """An output that names an input file (the data, the checkpoint) would destroy it: refuse."""
+    existing = {Path(path).resolve(): Path(path) for path in inputs if path is not None and Path(path).exists()}
+    for output in outputs:
+        if output is not None and Path(output).resolve() in existing:
+            raise InputError(f"output {output} would overwrite the input {existing[Path(output).resolve()]}: choose another name")
 
 
 def check_seed(seed: int) -> None:
@@ -111,6 +125,7 @@ def complete_image(
     from spatialgen.jobs.image import write_panel
 
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    refuse_overwriting([out], input, checkpoint)
     check_writable(out)  # before any work
     check_samples(samples)
     check_seed(seed)
@@ -157,6 +172,7 @@ def complete_shape(
 
     check_mesh_suffix(out)
     check_samples(samples)
+    refuse_overwriting([*output_paths(out, samples), preview], input, checkpoint)
     for path in output_paths(out, samples):
         check_writable(path)  # before any work
     if preview is not None:
@@ -209,6 +225,7 @@ def complete_video(
     check_seed(seed)
     check_samples(samples)
     check_options(samples=samples, time_scale=time_scale, step=step, n_autoregressive=autoregressive, temperature=temperature)
+    refuse_overwriting(output_paths(out, 0 if panel else samples), input, checkpoint)
     for path in output_paths(out, 0 if panel else samples):
         check_video_output(path)  # before any work
     if fps is not None and not (math.isfinite(fps) and 0.1 <= fps <= 1000):
@@ -249,6 +266,7 @@ def complete_function(
     if (input is None) == (demo is None):
         raise InputError("give either an INPUT file of x,y points or --demo FAMILY (not both)")
     _check_suffix(out, (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    refuse_overwriting([out, json_out], input, checkpoint)
     check_writable(out)
     if json_out is not None:
         check_writable(json_out)
@@ -288,6 +306,7 @@ def evaluate(
         raise InputError(f"--limit must be at least 1, got {limit}")
     check_seed(seed)
     if json_out:
+        refuse_overwriting([json_out], checkpoint)
         check_writable(json_out)  # before the evaluation, not after
     report = run(load(checkpoint, device=device), contexts=contexts, limit=limit, seed=seed)
     report["checkpoint"] = str(checkpoint)

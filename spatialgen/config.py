@@ -38,6 +38,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     log_every: int = 10
     threads: int = 0  # torch intra-op threads on CPU; 0 = torch's default
+    init_from: str = ""  # start from these weights (fine-tuning: fresh optimizer and schedule); "" = random
 
     def __post_init__(self) -> None:
         at_least = {"steps": 1, "batch_size": 1, "max_context": 1, "queries": 1, "checkpoint_every": 1,

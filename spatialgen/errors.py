@@ -21,6 +21,10 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, corrupt or of the wrong kind."""
 
 
+class TrainingDiverged(UserError, ArithmeticError):
+    """The loss became NaN or infinite (a learning rate too high for this config, usually)."""
+
+
 class DataUnavailable(UserError, RuntimeError):
     """A dataset that is neither cached nor fetchable here."""
 

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from spatialgen.adapters.base import TrainingSource
 from spatialgen.config import TrainConfig
-from spatialgen.errors import CheckpointError, InputError
+from spatialgen.errors import CheckpointError, InputError, TrainingDiverged
 from spatialgen.io.atomic import atomic_path
 from spatialgen.model import PixelTransformer
 
@@ -33,7 +33,7 @@ def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-def resolve_device(name: str = "auto") -> torch.device:
+def resolve_device(name: str = "auto", *, fallback_hint: str = "--device auto") -> torch.device:
     """``auto`` -> cuda, mps or cpu, whichever is here; a named device must exist (InputError if not)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if _mps_available() else "cpu")
@@ -42,9 +42,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise InputError(f"unknown device '{name}' (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
-        raise InputError(f"device '{name}' is not available on this machine (try --device auto)")
+        raise InputError(f"device '{name}' is not available on this machine (try {fallback_hint})")
     if device.type == "mps" and not _mps_available():
-        raise InputError("device 'mps' is not available on this machine (try --device auto)")
+        raise InputError(f"device 'mps' is not available on this machine (try {fallback_hint})")
     if device.type not in ("cpu", "cuda", "mps"):
         raise InputError(f"unsupported device '{name}' (use auto, cpu, cuda, cuda:N or mps)")
     return device
@@ -78,7 +78,8 @@ def make_batch(source: TrainingSource, generator: torch.Generator, config: Train
     sizes = context_sizes(generator, batch, config.min_context, K)
     used = int(sizes.max())  # padding beyond the largest context in the batch would be masked anyway
     mask = torch.arange(used)[None, :] < sizes[:, None]  # points are i.i.d., so the first |S| are a random set
-    return Batch(positions[:, :used], values[:, :used], mask, positions[:, K:], values[:, K:])
+    targets = values[:, K:].clamp(-1, 1)  # predictions live in [-1, 1]; contexts may say more (see TrainingSource)
+    return Batch(positions[:, :used], values[:, :used], mask, positions[:, K:], targets)
 
 
 def nll_loss(network: torch.nn.Module, head_output: torch.Tensor, query_values: torch.Tensor) -> torch.Tensor:
@@ -146,7 +147,7 @@ class Trainer:
         device: torch.device | None = None,
     ):
         self.config = config
-        self.device = device or resolve_device(config.device)
+        self.device = device or resolve_device(config.device, fallback_hint="--set train.device=auto")
         self.distributed = Distributed(self.device)
         self.device = self.distributed.device
         if config.batch_size % self.distributed.world_size:
@@ -216,6 +217,12 @@ class Trainer:
             group["lr"] = learning_rate(config, self.step)
         head = self.model(batch.context_positions, batch.context_values, batch.query_positions, batch.context_mask)
         loss = nll_loss(self.model, head, batch.query_values)
+        if not torch.isfinite(loss):  # stop before the weights are spoilt; the last checkpoint stays good
+            saved = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.is_file() else ""
+            raise TrainingDiverged(
+                f"training diverged: the loss is {loss.item()} at step {self.step + 1} "
+                f"(try a lower train.learning_rate or a higher train.warmup_steps){saved}"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
@@ -271,9 +278,12 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
     if resume:
         _, weights, _ = read_checkpoint(trainer.checkpoint_path)
         trainer.load_state(weights)
-    elif trainer.distributed.is_main:
-        with atomic_path(out_dir / "config.toml") as tmp:
-            tmp.write_text(config_to_toml(config))
+    else:
+        if config.train.init_from:
+            load_initial_weights(network, config.train.init_from)
+        if trainer.distributed.is_main:
+            with atomic_path(out_dir / "config.toml") as tmp:
+                tmp.write_text(config_to_toml(config))
     try:
         history = trainer.fit(stop_at=stop_at)
         if trainer.distributed.is_main and history:
@@ -281,3 +291,14 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
     finally:
         trainer.distributed.close()
     return trainer.checkpoint_path
+
+
+def load_initial_weights(network: PixelTransformer, path: str | Path) -> None:
+    """Copy a checkpoint's weights into ``network`` (same model config), for fine-tuning."""
+    from spatialgen.checkpoint import read_checkpoint
+
+    _, weights, _ = read_checkpoint(Path(path))
+    try:
+        network.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(f"cannot start from {path}: its model differs from this config's [model]") from exc

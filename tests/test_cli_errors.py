@@ -85,6 +85,25 @@ def test_output_that_is_a_directory_is_refused_before_any_work(tmp_path):
     assert_user_error(result, "not a directory")
 
 
+def test_an_output_never_overwrites_an_input(tmp_path):
+    digit = tmp_path / "digit.png"
+    digit.write_bytes(DIGIT.read_bytes())
+    assert_user_error(invoke("complete-image", digit, "--out", digit), "would overwrite the input")
+    assert digit.read_bytes() == DIGIT.read_bytes()
+    points = tmp_path / "points.csv"
+    points.write_text("0.1,0.2\n0.5,0.4\n")
+    result = invoke("complete-function", points, "--out", tmp_path / "f.png", "--json", points)
+    assert_user_error(result, "would overwrite the input .*points.csv", not_written=tmp_path / "f.png")
+    checkpoint = tmp_path / "model.safetensors"
+    checkpoint.write_bytes(shipped_checkpoint("image-mnist").read_bytes())
+    assert_user_error(invoke("eval", checkpoint, "--json", checkpoint), "would overwrite the input")
+    assert checkpoint.read_bytes() == shipped_checkpoint("image-mnist").read_bytes()
+
+
+def test_a_newline_in_a_file_name_keeps_the_error_on_one_line(tmp_path):
+    assert_user_error(invoke("complete-image", tmp_path / "two\nlines.png", "--out", tmp_path / "o.png"), r"two\\nlines")
+
+
 def test_written_files_get_normal_permissions(tmp_path):
     out = tmp_path / "o.png"
     assert invoke("complete-image", DIGIT, "--out", out, *FAST).exit_code == 0

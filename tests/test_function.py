@@ -168,7 +168,7 @@ def test_eval_prints_the_benchmark_table(gp_checkpoint, tmp_path):
     result = invoke("eval", gp_checkpoint, "--limit", 5, "--json", out)
     assert result.exit_code == 0, result.stderr
     report = json.loads(out.read_text())
-    methods = {(r["context"], r["method"]) for r in report["rows"]}
+    methods = {(r["kernel"], r["method"]) for r in report["rows"]}
     for kernel in KERNELS:
         assert (kernel, "spatialgen") in methods and (kernel, "exact GP (true hyper-parameters)") in methods
     assert ("rbf", "ANP (reported)") in methods and "not re-measured" in report["note"]

@@ -23,6 +23,7 @@ from spatialgen.adapters.sdf import (
     SdfConfig,
     SdfPools,
     near_surface_points,
+    normalised_distances,
     prepare_pools,
     uniform_ball,
 )
@@ -157,6 +158,35 @@ def test_draws_scale_distances_with_the_shape():
     assert 0.6 - 0.01 < min(scales) and max(scales) < 1.0 + 0.01 and max(scales) - min(scales) > 0.15
 
 
+def test_far_context_is_clipped_or_kept_on_a_log_scale():
+    d = torch.linspace(-1.5, 1.5, 3001)
+    clipped = normalised_distances(d, SdfConfig(truncation=0.1))
+    logged = normalised_distances(d, SdfConfig(truncation=0.1, far_context="log"))
+    near = d.abs() <= 0.1
+    torch.testing.assert_close(clipped[near], d[near] / 0.1)
+    torch.testing.assert_close(logged[near], clipped[near])  # identical near the surface: only far values differ
+    assert clipped.abs().max() == 1 and torch.equal(logged.sign(), d.sign())
+    assert (logged.diff() > 0).all()  # strictly increasing: a farther sample says the surface is farther
+    assert logged.abs().max().item() == pytest.approx(1 + math.log(15))
+    steps = logged.diff()
+    assert steps.max() < 1.01 * steps[len(steps) // 2]  # no jump where the log scale takes over (|d| = t)
+    # the adapter applies it to user inputs, the trainer clamps training targets back to [-1, 1]
+    adapter = SdfAdapter(SdfConfig(truncation=0.1, far_context="log"))
+    torch.testing.assert_close(adapter.normalise_values(d[:, None])[:, 0], logged)
+    with pytest.raises(ValueError, match="far_context"):
+        SdfConfig(far_context="keep")
+
+
+def test_training_targets_stay_in_range_when_contexts_do_not():
+    from spatialgen.config import TrainConfig
+    from spatialgen.train import make_batch
+
+    config = SdfConfig(scale_range=(0.6, 1.0), truncation=0.05, far_context="log")
+    source = pools_of(trimesh.creation.icosphere(subdivisions=4, radius=0.9), config)
+    batch = make_batch(source, torch.Generator().manual_seed(0), TrainConfig(max_context=200, queries=200, min_context=150), 4)
+    assert batch.context_values.abs().max() > 2 and batch.query_values.abs().max() == 1
+
+
 def box_sdf(points: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
     q = points.abs() - half
     return q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
@@ -193,7 +223,7 @@ def test_pools_are_prepared_once_and_keyed_by_their_options():
     assert source.near_points.shape == (2, 300, 3) and source.uniform_sdf.shape == (2, 600)
     # the augmentation-only options do not change the pools
     assert prepare_pools(SdfAdapter(SdfConfig(dataset="primitives", primitives=2, pool_near_surface=300, pool_uniform=600,
-                                              rotate=False, truncation=0.3)), "train", progress=False) == path  # fmt: skip
+                                              rotate=False, truncation=0.3, far_context="log")), "train", progress=False) == path  # fmt: skip
 
 
 def test_primitive_test_shapes_are_not_training_shapes():
@@ -269,6 +299,17 @@ def test_a_shape_cut_by_the_box_is_closed_on_the_box():
     mesh, closed_at_box = surface_from_grid(sphere_field(40, 1.2))
     assert closed_at_box and mesh.is_watertight and mesh.volume > 0
     assert 1.0 <= np.abs(mesh.vertices).max() <= 1 + 2 / 39  # the cap lies within one cell outside the box
+
+
+def test_specks_are_dropped_but_real_pieces_kept():
+    body = sphere_field(65, 0.5, centre=(-0.3, 0, 0))
+    speck = sphere_field(65, 0.03, centre=(0.8, 0.8, 0.8))  # 0.4% of the area
+    twin = sphere_field(65, 0.3, centre=(0.6, 0, 0))
+    mesh, _ = surface_from_grid(np.minimum(body, speck))
+    assert len(mesh.split(only_watertight=False)) == 1 and mesh.is_watertight
+    np.testing.assert_allclose(mesh.vertices.mean(0), [-0.3, 0, 0], atol=0.01)
+    assert len(surface_from_grid(np.minimum(body, speck), min_piece_area=0)[0].split(only_watertight=False)) == 2
+    assert len(surface_from_grid(np.minimum(body, twin))[0].split(only_watertight=False)) == 2
 
 
 @pytest.mark.parametrize("sign, side", [(1, "positive"), (-1, "negative")])

@@ -19,7 +19,7 @@ from spatialgen.adapters import get_adapter
 from spatialgen.api import load
 from spatialgen.checkpoint import read_checkpoint, save_checkpoint
 from spatialgen.config import TrainConfig, config_from_dict
-from spatialgen.errors import CheckpointError
+from spatialgen.errors import CheckpointError, TrainingDiverged
 from spatialgen.sampling import mean_field
 from spatialgen.signals import GridSignals, read_grid
 from spatialgen.train import context_sizes, learning_rate, make_batch, nll_loss, train
@@ -151,6 +151,38 @@ def test_resume_history_matches_with_sparse_logging(tmp_path):
     train(config, tmp_path / "paused", stop_at=3)
     train(config, tmp_path / "paused", resume=True)
     assert read_loss_csv(tmp_path / "paused" / "loss.csv") == read_loss_csv(tmp_path / "whole" / "loss.csv")
+
+
+def test_init_from_starts_from_a_checkpoints_weights(tmp_path):
+    first = train(config_from_dict(tiny_config_dict(steps=4)), tmp_path / "first")
+    # a fine-tuning step so small that the weights stay where the first run left them
+    tuned = config_from_dict(tiny_config_dict(steps=1, learning_rate=1e-12, min_learning_rate=0, init_from=str(first)))
+    second = train(tuned, tmp_path / "second")
+    a, b = load_file(first), load_file(second)
+    initial = make_model(tuned).network.state_dict()
+    assert not torch.equal(initial["head.weight"], a["head.weight"])
+    torch.testing.assert_close(b["head.weight"], a["head.weight"], atol=1e-6, rtol=0)
+    assert 'init_from = "' in (tmp_path / "second" / "config.toml").read_text()  # the lineage is recorded
+    other = tiny_config_dict(init_from=str(first))
+    other["model"]["dim"] = 2 * other["model"]["dim"]
+    with pytest.raises(CheckpointError, match="its model differs"):
+        train(config_from_dict(other), tmp_path / "third")
+
+
+def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
+    import spatialgen.train as training
+
+    real_loss, calls = training.nll_loss, itertools.count(1)
+
+    def loss_that_diverges_on_the_third_step(*args):
+        loss = real_loss(*args)
+        return loss * float("nan") if next(calls) == 3 else loss
+
+    monkeypatch.setattr(training, "nll_loss", loss_that_diverges_on_the_third_step)
+    config = config_from_dict(tiny_config_dict(steps=6, checkpoint_every=1))
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 3 .*last good checkpoint"):
+        train(config, tmp_path / "run")
+    assert read_checkpoint(tmp_path / "run" / "last.safetensors")[2]["step"] == "2"  # not overwritten with NaNs
 
 
 def test_resume_without_a_run_is_a_checkpoint_error(tmp_path):

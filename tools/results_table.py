@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 import sys
 
-SKIP = {"context", "method", "stderr"}
-
-
 def markdown(report: dict) -> str:
     rows = report["rows"]
-    metrics = [key for key in rows[0] if key not in SKIP]
-    header = ["context", "method", *metrics]
+    group = next(iter(rows[0]))  # the first column: "context" (K or a kept fraction), or "kernel" for functions
+    metrics = [key for key in rows[0] if key not in (group, "method", "stderr")]
+    header = [group, "method", *metrics]
     lines = ["| " + " | ".join(h.replace("_", " ") for h in header) + " |", "|" + "---|" * len(header)]
     best, counts = {}, {}
     for metric in metrics:
@@ -24,16 +22,16 @@ def markdown(report: dict) -> str:
         for row in rows:
             value = row.get(metric)
             if isinstance(value, (int, float)) and "reported" not in row["method"] and not row["method"].startswith("exact"):
-                key = (row["context"], metric)
+                key = (row[group], metric)
                 counts[key] = counts.get(key, 0) + 1
                 if key not in best or (value < best[key] if lower_is_better else value > best[key]):
                     best[key] = value
     for row in rows:
-        cells = [str(row["context"]), row["method"]]
+        cells = [str(row[group]), row["method"]]
         for metric in metrics:
             value = row.get(metric)
             text = "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-            if metric not in ("seconds", "no_surface") and value is not None and best.get((row["context"], metric)) == value and counts[(row["context"], metric)] > 1:
+            if metric not in ("seconds", "no_surface") and value is not None and best.get((row[group], metric)) == value and counts[(row[group], metric)] > 1:
                 text = f"**{text}**"
             if metric == "log_likelihood" and row.get("stderr"):
                 text += f" ± {row['stderr']:.3f}"

@@ -60,5 +60,9 @@ class TrainingSource:
     """Draws (positions, values) in normalised units from random training signals."""
 
     def draw(self, generator: torch.Generator, batch: int, points: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> positions (batch, points, dx), values (batch, points, dv)."""
+        """-> positions (batch, points, dx), values (batch, points, dv).
+
+        Values may leave [-1, 1] where the context should learn more than a prediction can hold
+        (SDF distances beyond the truncation); the trainer clamps the targets into [-1, 1].
+        """
         raise NotImplementedError

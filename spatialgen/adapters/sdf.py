@@ -10,6 +10,11 @@ the value bins are spent near it. The shipped model uses 0.1 (as DeepSDF clamps 
 its 64 uniform bins are then 0.003 box units wide, a fifth of a cell of a 128^3 grid (the
 default 0.5 spends most bins on values far from any surface).
 
+Predictions stay in that range, but with ``far_context = "log"`` the *context* keeps what a
+distance beyond it says (how far away the surface is at least) on a log scale, u = +-(1 + ln|d/t|),
+which continues u = d/t smoothly: a few far samples then bound the surface as they bound a
+thin-plate interpolant.
+
 Training draws come from per-shape pools of SDF samples, computed once with open3d and cached
 (see :func:`prepare_pools`): near-surface points (surface points plus Gaussian offsets) and
 uniform points. Each draw rotates (uniformly over SO(3)) and scales its shape; distances scale
@@ -40,6 +45,7 @@ class SdfConfig:
     primitives: int = 0  # procedural shapes added to the training split (all of it for "primitives")
     radius: float = 0.9  # shapes are scaled so their bounding sphere has this radius in the box
     truncation: float = 0.5  # |sdf| is clipped here (box units); the value range is [-t, t]
+    far_context: str = "clip"  # context distances beyond t: "clip" them to t, or keep them on a "log" scale
     near_surface_fraction: float = 0.5  # share of near-surface samples (mesh inputs; centre for training)
     fraction_jitter: float = 0.3  # training: each item's share is uniform in fraction +- jitter
     near_surface_std: tuple[float, ...] = (0.01, 0.04)  # Gaussian offsets from the surface (box units), one picked per point
@@ -60,6 +66,8 @@ class SdfConfig:
             raise ValueError("radius must be in (0, 1): the shape must fit inside the box [-1, 1]^3")
         if self.truncation <= 0:
             raise ValueError("truncation must be positive")
+        if self.far_context not in ("clip", "log"):
+            raise ValueError(f"far_context must be 'clip' or 'log', got '{self.far_context}'")
         if not 0 <= self.near_surface_fraction <= 1 or self.fraction_jitter < 0:
             raise ValueError("near_surface_fraction must be in [0, 1] and fraction_jitter >= 0")
         if not self.near_surface_std or min(self.near_surface_std) < 0:
@@ -123,6 +131,10 @@ class SdfAdapter(Adapter):
         self.value_low = torch.tensor([-config.truncation])
         self.value_high = torch.tensor([config.truncation])
 
+    def normalise_values(self, values: torch.Tensor) -> torch.Tensor:
+        """Context distances (box units) -> normalised units, clipped or log-compressed beyond t."""
+        return normalised_distances(values, self.config)
+
     # --- grids ----------------------------------------------------------------------------------
     @staticmethod
     def grid_positions(resolution: int) -> torch.Tensor:
@@ -160,6 +172,17 @@ class SdfAdapter(Adapter):
         return SdfPools.load(prepare_pools(self, split), self.config)
 
 
+def normalised_distances(sdf: torch.Tensor, config: SdfConfig) -> torch.Tensor:
+    """d / t inside [-1, 1]; beyond it, clipped to +-1 or (far_context = "log") +-(1 + ln|d / t|).
+
+    Training targets are clamped to [-1, 1] by the trainer, so only the context sees the far part.
+    """
+    u = sdf / config.truncation
+    if config.far_context == "clip":
+        return u.clamp(-1, 1)
+    return torch.where(u.abs() <= 1, u, u.sign() * (1 + torch.log(u.abs().clamp_min(1))))
+
+
 # --- SDF of meshes ---------------------------------------------------------------------------------
 def signed_distance_box(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
     from spatialgen.io.mesh import signed_distance
@@ -194,7 +217,7 @@ def pool_radius(config: SdfConfig) -> float:
 # --- cached pools ------------------------------------------------------------------------------------
 def pool_key(adapter: SdfAdapter, names: list[str], split: str) -> str:
     c = adapter.config
-    fields = {k: v for k, v in asdict(c).items() if k not in ("name", "truncation", "near_surface_fraction", "fraction_jitter", "rotate")}
+    fields = {k: v for k, v in asdict(c).items() if k not in ("name", "truncation", "far_context", "near_surface_fraction", "fraction_jitter", "rotate")}
     fields.update(split=split, names=names, format=POOL_FORMAT, low_scale=c.scale_range[0])
     fields.pop("scale_range")
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
@@ -247,7 +270,7 @@ class SdfPools(TrainingSource):
 
     Each item: one random shape, a near-surface share in fraction +- jitter, a random rotation R
     and scale s; a pool point p with distance d becomes (s R p, s d), points leaving the box are
-    skipped, values are truncated and normalised to [-1, 1]. Points of one item are distinct and
+    skipped, values are normalised by :func:`normalised_distances`. Points of one item are distinct and
     shuffled, so any prefix is a random subset (the trainer's context).
     """
 
@@ -281,7 +304,7 @@ class SdfPools(TrainingSource):
             order = torch.randperm(points, generator=generator)
             positions[b] = torch.cat([near[0], far[0]])[order]
             values[b, :, 0] = torch.cat([near[1], far[1]])[order]
-        return positions, values.clamp(-c.truncation, c.truncation) / c.truncation
+        return positions, normalised_distances(values, c)
 
     @staticmethod
     def _pick(pool_points, pool_sdf, count, R, s, generator, expected_share):

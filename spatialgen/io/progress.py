@@ -47,13 +47,30 @@ class TrainingProgress:
             self._progress.stop()
 
 
-def track(items: Iterable[T], *, description: str, total: int | None = None, enabled: bool = True) -> Iterator[T]:
-    """Iterate with a transient rich progress bar (silent when not on a terminal or disabled)."""
-    if not (enabled and console.is_terminal):
+def track(
+    items: Iterable[T], *, description: str, total: int | None = None, enabled: bool = True, every_s: float = 20.0
+) -> Iterator[T]:
+    """Iterate with a transient rich progress bar; off a terminal (a log, a pipe), a plain line every
+    ``every_s`` seconds of a long loop instead, so that slow work is never silent."""
+    if not enabled:
         yield from items
+        return
+    if not console.is_terminal:
+        yield from _track_plainly(items, description=description, total=total, every_s=every_s)
         return
     with Progress(
         TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=True,
     ) as progress:  # fmt: skip
         yield from progress.track(items, total=total)
+
+
+def _track_plainly(items: Iterable[T], *, description: str, total: int | None, every_s: float) -> Iterator[T]:
+    start = last = time.monotonic()
+    for done, item in enumerate(items):
+        now = time.monotonic()
+        if now - last >= every_s:
+            last = now
+            of = f"/{total}" if total is not None else ""
+            print(f"{description}: {done}{of} done, {now - start:.0f} s", file=sys.stderr, flush=True)
+        yield item

@@ -24,11 +24,15 @@ def evaluate(model: Model, *, contexts: tuple[int, ...] | None, limit: int | Non
     if domain == "video":
         from spatialgen.jobs.video import evaluate_video_model
 
+        if contexts and not all(0 < k <= 100 for k in contexts):
+            raise InputError(f"--context for video models is the percent of pixels kept, 1 to 100, got {','.join(map(str, contexts))}")
         keeps = tuple(k / 100 for k in contexts) if contexts else (0.01, 0.05, 0.10)
         return evaluate_video_model(model, keeps=keeps, limit=limit, seed=seed)
     if domain == "function":
         from spatialgen.jobs.function import evaluate_function_model
 
+        if contexts:  # each benchmark task draws its own number of context points (3 to 47)
+            raise InputError("--context does not apply to function models: each task draws its own context size")
         return evaluate_function_model(model, tasks=limit or 1000, seed=seed)
     raise InputError(f"no evaluation is defined for '{domain}' models yet")
 
@@ -40,12 +44,13 @@ def print_table(report: dict) -> None:
     console = Console()  # results go to stdout; progress and errors to stderr
 
     rows = report["rows"]
-    metrics = [key for key in rows[0] if key not in ("context", "method")]
+    group = next(iter(rows[0]))  # "context" (K or a kept fraction), or "kernel" for functions
+    metrics = [key for key in rows[0] if key not in (group, "method")]
     table = Table(title=f"{report['domain']} / {report['dataset']} {report['split']} ({report.get('items', report.get('images', '?'))} items)")
-    for column in ["context", "method", *metrics]:
+    for column in [group, "method", *metrics]:
         table.add_column(column.replace("_", " "), justify="right" if column != "method" else "left")
     for row in rows:
-        table.add_row(str(row["context"]), row["method"], *(_format(row[m]) for m in metrics))
+        table.add_row(str(row[group]), row["method"], *(_format(row[m]) for m in metrics))
     console.print(table)
     if report.get("note"):
         console.print(report["note"])

@@ -128,7 +128,7 @@ def complete_function(
     field_ = mean_field(model, ctx_x, ctx_y, grid)
     curves = np.zeros((0, grid_points))
     if samples:
-        drawn = sample_field(model, ctx_x, ctx_y, grid, samples=samples, n_autoregressive=grid_points, step=1, seed=seed)
+        drawn = sample_field(model, ctx_x, ctx_y, grid, samples=samples, n_autoregressive=grid_points, step=1, seed=seed, progress=True)
         curves = drawn[..., 0].numpy()
     return FunctionCompletion(grid_user, field_.mean[:, 0].numpy(), field_.std[:, 0].numpy(), curves,
                               np.asarray(x_user), np.asarray(y), truth, title, notes)  # fmt: skip
@@ -237,11 +237,11 @@ def evaluate_function_model(
                 scores["fitted GP (scikit-learn)"].append(fitted_gp_log_likelihood(task))
         for method, values in scores.items():
             if values:
-                rows.append({"context": kernel, "method": method, "log_likelihood": float(np.mean(values)),
+                rows.append({"kernel": kernel, "method": method, "log_likelihood": float(np.mean(values)),
                              "stderr": float(np.std(values) / math.sqrt(len(values)))})  # fmt: skip
         for method, numbers in REPORTED.items():
             if kernel in numbers:
-                rows.append({"context": kernel, "method": f"{method} (reported)", "log_likelihood": numbers[kernel], "stderr": None})
+                rows.append({"kernel": kernel, "method": f"{method} (reported)", "log_likelihood": numbers[kernel], "stderr": None})
     note = ("'reported' rows: the figures commonly quoted from Nguyen & Grover (2022), Transformer Neural "
             "Processes, 1-D GP table; not re-measured here")
     return {"domain": "function", "dataset": "gp", "split": "benchmark", "note": note, "items": tasks, "seed": seed, "tasks_per_kernel": tasks, "rows": rows}

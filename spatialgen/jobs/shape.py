@@ -35,7 +35,7 @@ CHUNK = 16_384
 @dataclass
 class ShapeContext:
     points: np.ndarray  # (K, 3) box units
-    sdf: np.ndarray  # (K,) box units, truncated to the model's range
+    sdf: np.ndarray  # (K,) box units, whole (the adapter clips or compresses them for the model)
     frame: Frame  # user units <-> box
     truth: object | None = None  # the input mesh (user units) when INPUT is a mesh
     notes: list[str] = field(default_factory=list)
@@ -69,7 +69,7 @@ def read_shape_context(
     if bounds and np.abs(vertices).max() > 1:
         raise InputError(f"{path}: the mesh reaches outside the region --bounds gives the model; widen --bounds")
     points, sdf = adapter.draw_samples(vertices, np.asarray(mesh.faces), num_samples, np.random.default_rng(seed))
-    context = ShapeContext(points, np.clip(sdf, -config.truncation, config.truncation), frame, truth=mesh)
+    context = ShapeContext(points, sdf, frame, truth=mesh)  # whole distances: the adapter clips or compresses them
     context.notes += _sign_notes(context.sdf)
     return context
 
@@ -86,8 +86,7 @@ def _read_samples_file(adapter: SdfAdapter, path: Path, bounds) -> ShapeContext:
     outside = int((np.abs(points) > 1).any(axis=1).sum())
     if outside:
         raise InputError(f"{path}: {outside} sample(s) lie outside the region --bounds gives the model; widen --bounds")
-    truncation = adapter.config.truncation
-    sdf = np.clip(table[:, 3] / frame.scale, -truncation, truncation)
+    sdf = table[:, 3] / frame.scale  # box units, whole: the adapter clips or compresses them
     context = ShapeContext(points.astype(np.float32), sdf.astype(np.float32), frame)
     context.notes += _sign_notes(context.sdf)
     return context
@@ -281,7 +280,6 @@ def evaluate_sdf_model(
         if not 1 <= K <= MAX_CONTEXT:
             raise InputError(f"context size {K} is outside 1..{MAX_CONTEXT}")
     grid = positions_of(torch.arange(resolution**3), resolution).numpy()
-    truncation = adapter.config.truncation
     scores = {(K, m): {"iou": [], "chamfer_l1": [], "normal_consistency": [], "seconds": [], "failures": 0} for K in contexts for m in METHODS}
     per_shape = []
     for index, shape in enumerate(track(meshes, description="eval shapes", total=len(meshes), enabled=progress)):
@@ -293,10 +291,8 @@ def evaluate_sdf_model(
         for K in contexts:
             ctx_points, raw_sdf = adapter.draw_samples(shape.vertices, shape.faces, K, np.random.default_rng([seed, index, K]))
             for method in METHODS:
-                # the model sees distances truncated to its value range; the baselines get them whole
-                ctx_sdf = np.clip(raw_sdf, -truncation, truncation) if method == "spatialgen" else raw_sdf
-                start = time.perf_counter()
-                field_at, values = _method_field(method, model, ctx_points, ctx_sdf, grid, resolution)
+                start = time.perf_counter()  # every method gets the distances whole (the model's adapter clips or compresses them)
+                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution)
                 mesh = _surface_or_none(values)
                 seconds = time.perf_counter() - start  # the time to make the mesh
                 inside = field_at(probe) < 0
