@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -199,6 +200,12 @@ class Trainer:
                 f"{(detail[-1] if detail else '')[:120]}"
             ) from None
 
+    def _save_on_interrupt(self) -> None:
+        """Keep the steps done so far: an interrupted run continues with ``--resume``."""
+        if self.step > 0 and self.distributed.is_main:
+            self.save_state()
+            print(f"interrupted at step {self.step}: saved {self.checkpoint_path} (continue with --resume)", file=sys.stderr)
+
     def _write_history(self) -> None:
         with atomic_path(self.out_dir / "loss.csv") as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -238,16 +245,20 @@ class Trainer:
         self.network.train()
         with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
             rate, tick = 0.0, time.perf_counter()
-            while self.step < last:
-                loss = self.distributed.mean(self.train_step())
-                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
-                    self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
-                now = time.perf_counter()
-                rate = 1 / (now - tick) if rate == 0 else 0.95 * rate + 0.05 / (now - tick)  # recent steps/s
-                tick = now
-                progress.update(self.step, loss=loss, rate=rate)
-                if self.step % self.config.checkpoint_every == 0 and self.step < last:
-                    self.save_state()
+            try:
+                while self.step < last:
+                    loss = self.distributed.mean(self.train_step())
+                    if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                        self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
+                    now = time.perf_counter()
+                    rate = 1 / (now - tick) if rate == 0 else 0.95 * rate + 0.05 / (now - tick)  # recent steps/s
+                    tick = now
+                    progress.update(self.step, loss=loss, rate=rate)
+                    if self.step % self.config.checkpoint_every == 0 and self.step < last:
+                        self.save_state()
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM from kill / a scheduler
+                self._save_on_interrupt()
+                raise
         self.save_state()
         self.network.eval()
         return self.history

@@ -185,6 +185,26 @@ def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):
     assert read_checkpoint(tmp_path / "run" / "last.safetensors")[2]["step"] == "2"  # not overwritten with NaNs
 
 
+def test_an_interrupted_run_keeps_its_steps_and_resumes(tmp_path, monkeypatch, capsys):
+    import spatialgen.train as training
+
+    real_loss, calls = training.nll_loss, itertools.count(1)
+
+    def loss_interrupted_on_the_fourth_step(*args):
+        if next(calls) == 4:
+            raise KeyboardInterrupt
+        return real_loss(*args)
+
+    monkeypatch.setattr(training, "nll_loss", loss_interrupted_on_the_fourth_step)
+    config = config_from_dict(tiny_config_dict(steps=6))  # checkpoint_every is far beyond the run
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run")
+    assert read_checkpoint(tmp_path / "run" / "last.safetensors")[2]["step"] == "3"
+    assert "interrupted at step 3" in capsys.readouterr().err
+    monkeypatch.setattr(training, "nll_loss", real_loss)
+    assert read_checkpoint(train(config, tmp_path / "run", resume=True))[2]["step"] == "6"
+
+
 def test_resume_without_a_run_is_a_checkpoint_error(tmp_path):
     config = config_from_dict(tiny_config_dict())
     with pytest.raises(CheckpointError):
