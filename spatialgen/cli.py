@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -73,10 +74,13 @@ def check_samples(samples: int) -> None:
 
 def refuse_overwriting(outputs, *inputs: Path | None) -> None:
     """An output that names an input file (the data, the checkpoint) would destroy it: refuse."""
-    existing = {Path(path).resolve(): Path(path) for path in inputs if path is not None and Path(path).exists()}
+    existing = [Path(path) for path in inputs if path is not None and Path(path).exists()]
     for output in outputs:
-        if output is not None and Path(output).resolve() in existing:
-            raise InputError(f"output {output} would overwrite the input {existing[Path(output).resolve()]}: choose another name")
+        if output is None or not Path(output).exists():  # a new file overwrites nothing
+            continue
+        for path in existing:
+            if os.path.samefile(output, path):  # also through links and case-insensitive names
+                raise InputError(f"output {output} would overwrite the input {path}: choose another name")
 
 
 def check_seed(seed: int) -> None:

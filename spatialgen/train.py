@@ -79,7 +79,9 @@ def make_batch(source: TrainingSource, generator: torch.Generator, config: Train
     sizes = context_sizes(generator, batch, config.min_context, K)
     used = int(sizes.max())  # padding beyond the largest context in the batch would be masked anyway
     mask = torch.arange(used)[None, :] < sizes[:, None]  # points are i.i.d., so the first |S| are a random set
-    targets = values[:, K:].clamp(-1, 1)  # predictions live in [-1, 1]; contexts may say more (see TrainingSource)
+    targets = values[:, K:]
+    if source.target_limit is not None:  # contexts may say more than a prediction holds (see TrainingSource)
+        targets = targets.clamp(-source.target_limit, source.target_limit)
     return Batch(positions[:, :used], values[:, :used], mask, positions[:, K:], targets)
 
 
@@ -232,7 +234,9 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), config.grad_clip)
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(f"training diverged: non-finite gradients at step {self.step + 1} (try a lower train.learning_rate)")
         self.optimizer.step()
         self.step += 1
         return loss.item()
@@ -243,9 +247,9 @@ class Trainer:
 
         last = self.config.steps if stop_at is None else min(self.config.steps, stop_at)
         self.network.train()
-        with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
-            rate, tick = 0.0, time.perf_counter()
-            try:
+        try:
+            with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
+                rate, tick = 0.0, time.perf_counter()
                 while self.step < last:
                     loss = self.distributed.mean(self.train_step())
                     if self.step % self.config.log_every == 0 or self.step == self.config.steps:
@@ -256,9 +260,9 @@ class Trainer:
                     progress.update(self.step, loss=loss, rate=rate)
                     if self.step % self.config.checkpoint_every == 0 and self.step < last:
                         self.save_state()
-            except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM from kill / a scheduler
-                self._save_on_interrupt()
-                raise
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM from kill / a scheduler (bar stopped first)
+            self._save_on_interrupt()
+            raise
         self.save_state()
         self.network.eval()
         return self.history
@@ -277,6 +281,7 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     out_dir = Path(out_dir)
+    initial = initial_weights(config, out_dir) if config.train.init_from and not resume else None  # before the slow data
     adapter = get_adapter(config.adapter)
     source = adapter.training_source("train")
     torch.manual_seed(config.train.seed)  # identical initial weights on every rank and every run
@@ -290,8 +295,8 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
         _, weights, _ = read_checkpoint(trainer.checkpoint_path)
         trainer.load_state(weights)
     else:
-        if config.train.init_from:
-            load_initial_weights(network, config.train.init_from)
+        if initial is not None:
+            network.load_state_dict(initial)
         if trainer.distributed.is_main:
             with atomic_path(out_dir / "config.toml") as tmp:
                 tmp.write_text(config_to_toml(config))
@@ -304,12 +309,14 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
     return trainer.checkpoint_path
 
 
-def load_initial_weights(network: PixelTransformer, path: str | Path) -> None:
-    """Copy a checkpoint's weights into ``network`` (same model config), for fine-tuning."""
+def initial_weights(config, out_dir: Path) -> dict[str, torch.Tensor]:
+    """The weights ``train.init_from`` names, for fine-tuning: same [model] config, another run."""
     from spatialgen.checkpoint import read_checkpoint
 
-    _, weights, _ = read_checkpoint(Path(path))
-    try:
-        network.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise CheckpointError(f"cannot start from {path}: its model differs from this config's [model]") from exc
+    path = Path(config.train.init_from)
+    if (out_dir / "last.safetensors").exists() and path.exists() and os.path.samefile(path, out_dir / "last.safetensors"):
+        raise InputError(f"train.init_from is this run's own checkpoint ({path}): use --resume, or another --out")
+    source_config, weights, _ = read_checkpoint(path)
+    if source_config.model != config.model:
+        raise CheckpointError(f"cannot start from {path}: its [model] differs from this config's (fine-tuning keeps the model)")
+    return weights

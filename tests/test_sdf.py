@@ -308,7 +308,7 @@ def test_specks_are_dropped_but_real_pieces_kept():
     mesh, _ = surface_from_grid(np.minimum(body, speck))
     assert len(mesh.split(only_watertight=False)) == 1 and mesh.is_watertight
     np.testing.assert_allclose(mesh.vertices.mean(0), [-0.3, 0, 0], atol=0.01)
-    assert len(surface_from_grid(np.minimum(body, speck), min_piece_area=0)[0].split(only_watertight=False)) == 2
+    assert len(surface_from_grid(np.minimum(body, speck), min_piece_fraction=0)[0].split(only_watertight=False)) == 2
     assert len(surface_from_grid(np.minimum(body, twin))[0].split(only_watertight=False)) == 2
 
 

@@ -54,8 +54,7 @@ def test_the_completion_of_a_held_out_mesh_encloses_it():
     points, sdf = adapter.draw_samples(vertices, faces, 512, rng)
     probe = rng.uniform(-1, 1, size=(20_000, 3))
     truth = signed_distance(vertices, faces, probe) < 0
-    truncated = np.clip(sdf, -adapter.config.truncation, adapter.config.truncation)
-    model_inside = FieldDecoder(model, points, truncated)(torch.as_tensor(probe)).numpy() < 0
+    model_inside = FieldDecoder(model, points, sdf)(torch.as_tensor(probe)).numpy() < 0
     nearest_inside = nearest_neighbour(points.astype(np.float64), sdf[:, None].astype(np.float64), probe, fill=np.ones(1))[:, 0] < 0
     model_iou, nearest_iou = volumetric_iou(model_inside, truth), volumetric_iou(nearest_inside, truth)
     assert model_iou > 0.75 and model_iou > nearest_iou + 0.2, (model_iou, nearest_iou)

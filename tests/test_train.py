@@ -19,7 +19,7 @@ from spatialgen.adapters import get_adapter
 from spatialgen.api import load
 from spatialgen.checkpoint import read_checkpoint, save_checkpoint
 from spatialgen.config import TrainConfig, config_from_dict
-from spatialgen.errors import CheckpointError, TrainingDiverged
+from spatialgen.errors import CheckpointError, InputError, TrainingDiverged
 from spatialgen.sampling import mean_field
 from spatialgen.signals import GridSignals, read_grid
 from spatialgen.train import context_sizes, learning_rate, make_batch, nll_loss, train
@@ -165,8 +165,10 @@ def test_init_from_starts_from_a_checkpoints_weights(tmp_path):
     assert 'init_from = "' in (tmp_path / "second" / "config.toml").read_text()  # the lineage is recorded
     other = tiny_config_dict(init_from=str(first))
     other["model"]["dim"] = 2 * other["model"]["dim"]
-    with pytest.raises(CheckpointError, match="its model differs"):
+    with pytest.raises(CheckpointError, match="its \\[model\\] differs"):
         train(config_from_dict(other), tmp_path / "third")
+    with pytest.raises(InputError, match="this run's own checkpoint"):
+        train(config_from_dict(tiny_config_dict(init_from=str(first))), tmp_path / "first")
 
 
 def test_a_nan_loss_stops_training_with_a_clear_error(tmp_path, monkeypatch):

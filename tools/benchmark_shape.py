@@ -43,7 +43,6 @@ def main() -> None:
     meshes = adapter.normalised_meshes("test")
     shape = next(m for m in meshes if m.name == args.shape) if args.shape else meshes[0]
     points, sdf = adapter.draw_samples(shape.vertices, shape.faces, args.samples, np.random.default_rng(0))
-    sdf = np.clip(sdf, -adapter.config.truncation, adapter.config.truncation)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model.name}, shape {shape.name}, K={args.samples}")
     for resolution in (64, 128, 256):
         start = time.perf_counter()

@@ -59,10 +59,13 @@ class Adapter:
 class TrainingSource:
     """Draws (positions, values) in normalised units from random training signals."""
 
+    target_limit: float | None = None  # None: targets are scored as drawn
+
     def draw(self, generator: torch.Generator, batch: int, points: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> positions (batch, points, dx), values (batch, points, dv).
 
         Values may leave [-1, 1] where the context should learn more than a prediction can hold
-        (SDF distances beyond the truncation); the trainer clamps the targets into [-1, 1].
+        (SDF distances beyond the truncation); such a source sets ``target_limit`` and the trainer
+        clamps the targets into [-target_limit, target_limit].
         """
         raise NotImplementedError

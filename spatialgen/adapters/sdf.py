@@ -175,7 +175,8 @@ class SdfAdapter(Adapter):
 def normalised_distances(sdf: torch.Tensor, config: SdfConfig) -> torch.Tensor:
     """d / t inside [-1, 1]; beyond it, clipped to +-1 or (far_context = "log") +-(1 + ln|d / t|).
 
-    Training targets are clamped to [-1, 1] by the trainer, so only the context sees the far part.
+    Training targets are clamped to [-1, 1] by the trainer (``SdfPools.target_limit``), so only
+    the context sees the far part.
     """
     u = sdf / config.truncation
     if config.far_context == "clip":
@@ -273,6 +274,8 @@ class SdfPools(TrainingSource):
     skipped, values are normalised by :func:`normalised_distances`. Points of one item are distinct and
     shuffled, so any prefix is a random subset (the trainer's context).
     """
+
+    target_limit = 1.0  # far contexts may exceed [-1, 1] (far_context = "log"); predictions do not
 
     def __init__(self, near_points, near_sdf, uniform_points, uniform_sdf, config: SdfConfig, names: list[str] | None = None):
         self.near_points, self.near_sdf = torch.as_tensor(near_points), torch.as_tensor(near_sdf)

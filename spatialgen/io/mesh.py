@@ -164,7 +164,7 @@ def surface_from_grid(
     high: float = 1.0,
     level: float = 0.0,
     close: bool = True,
-    min_piece_area: float = 0.005,
+    min_piece_fraction: float = 0.005,
 ):
     """The ``level`` set of a field sampled on a cubic grid -> (trimesh.Trimesh, closed_at_boundary).
 
@@ -173,7 +173,7 @@ def surface_from_grid(
     ``close``, the grid is padded with a layer of outside values so that a field that is still
     negative at the box's faces gives a closed surface there; the second return value says
     whether that happened. No crossing of ``level`` is an InputError ("no surface found").
-    Separate pieces with less than ``min_piece_area`` of the total surface area are dropped: they
+    Separate pieces with less than ``min_piece_fraction`` of the total surface area are dropped: they
     are specks where a predicted field grazes the level, not parts of the shape.
     """
     from skimage import measure
@@ -204,17 +204,19 @@ def surface_from_grid(
     vertices, faces, _, _ = measure.marching_cubes(values, level=level, spacing=(spacing,) * 3, gradient_direction="descent")
     mesh = trimesh.Trimesh(vertices + offset, faces, process=True)  # (clipping to the box would merge cap vertices)
     mesh.remove_unreferenced_vertices()
-    return drop_specks(mesh, min_piece_area), close and reaches_boundary
+    return drop_specks(mesh, min_piece_fraction), close and reaches_boundary
 
 
-def drop_specks(mesh, min_piece_area: float):
-    """``mesh`` without the connected pieces whose area is below that fraction of the total."""
+def drop_specks(mesh, min_piece_fraction: float):
+    """``mesh`` without the connected pieces whose area is below that fraction of the total (the
+    largest piece always stays)."""
     trimesh = require_trimesh()
     pieces = mesh.split(only_watertight=False)
-    if len(pieces) < 2 or min_piece_area <= 0:
+    if len(pieces) < 2 or min_piece_fraction <= 0:
         return mesh
-    total = sum(piece.area for piece in pieces)
-    kept = [piece for piece in pieces if piece.area >= min_piece_area * total]
+    areas = [piece.area for piece in pieces]
+    largest, total = max(areas), sum(areas)
+    kept = [piece for piece, area in zip(pieces, areas) if area >= min_piece_fraction * total or area == largest]
     return trimesh.util.concatenate(kept) if len(kept) < len(pieces) else mesh
 
 
