@@ -102,7 +102,10 @@ def train(
     from spatialgen.train import train as run_training
 
     parsed = load_config(config, set_ or [])
-    path = run_training(parsed, out or Path("runs") / config.stem, resume=resume)
+    out = out or Path("runs") / config.stem
+    if not resume:
+        refuse_overwriting([out / "config.toml"], config)  # the run writes its own config.toml there
+    path = run_training(parsed, out, resume=resume)
     say(f"checkpoint: {path}")
 
 

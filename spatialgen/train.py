@@ -296,7 +296,10 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
         trainer.load_state(weights)
     else:
         if initial is not None:
-            network.load_state_dict(initial)
+            try:
+                network.load_state_dict(initial)
+            except RuntimeError:  # same [model], other value or position sizes
+                raise CheckpointError(f"cannot start from {config.train.init_from}: its tensors do not fit this config's model") from None
         if trainer.distributed.is_main:
             with atomic_path(out_dir / "config.toml") as tmp:
                 tmp.write_text(config_to_toml(config))
@@ -317,6 +320,8 @@ def initial_weights(config, out_dir: Path) -> dict[str, torch.Tensor]:
     if (out_dir / "last.safetensors").exists() and path.exists() and os.path.samefile(path, out_dir / "last.safetensors"):
         raise InputError(f"train.init_from is this run's own checkpoint ({path}): use --resume, or another --out")
     source_config, weights, _ = read_checkpoint(path)
+    if source_config.adapter.name != config.adapter.name:
+        raise CheckpointError(f"cannot start from {path}: it is a model for '{source_config.adapter.name}' data, not '{config.adapter.name}'")
     if source_config.model != config.model:
         raise CheckpointError(f"cannot start from {path}: its [model] differs from this config's (fine-tuning keeps the model)")
     return weights

@@ -100,6 +100,22 @@ def test_an_output_never_overwrites_an_input(tmp_path):
     assert checkpoint.read_bytes() == shipped_checkpoint("image-mnist").read_bytes()
 
 
+def test_train_never_overwrites_its_config_or_loads_another_domain(tmp_path):
+    from spatialgen.config import config_from_dict, config_to_toml
+    from tests.conftest import tiny_config_dict
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = run / "config.toml"
+    config.write_text(config_to_toml(config_from_dict(tiny_config_dict())))
+    before = config.read_text()
+    assert_user_error(invoke("train", config, "--out", run), "would overwrite the input")
+    assert config.read_text() == before
+    raw = tiny_config_dict(init_from=str(shipped_checkpoint("sdf-cgal")))
+    (tmp_path / "other.toml").write_text(config_to_toml(config_from_dict(raw)))
+    assert_user_error(invoke("train", tmp_path / "other.toml", "--out", tmp_path / "o"), "a model for 'sdf' data, not 'image'")
+
+
 def test_a_newline_in_a_file_name_keeps_the_error_on_one_line(tmp_path):
     assert_user_error(invoke("complete-image", tmp_path / "two\nlines.png", "--out", tmp_path / "o.png"), r"two\\nlines")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
+
 def markdown(report: dict) -> str:
     rows = report["rows"]
     group = next(iter(rows[0]))  # the first column: "context" (K or a kept fraction), or "kernel" for functions
