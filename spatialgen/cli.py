@@ -179,8 +179,9 @@ def complete_shape(
 
     check_mesh_suffix(out)
     check_samples(samples)
-    refuse_overwriting([*output_paths(out, samples), preview], input, checkpoint)
-    for path in output_paths(out, samples):
+    outputs = output_paths(out, samples)
+    refuse_overwriting([*outputs, preview], input, checkpoint)
+    for path in outputs:
         check_writable(path)  # before any work
     if preview is not None:
         _check_suffix(preview, (".png",))
@@ -232,8 +233,9 @@ def complete_video(
     check_seed(seed)
     check_samples(samples)
     check_options(samples=samples, time_scale=time_scale, step=step, n_autoregressive=autoregressive, temperature=temperature)
-    refuse_overwriting(output_paths(out, 0 if panel else samples), input, checkpoint)
-    for path in output_paths(out, 0 if panel else samples):
+    outputs = output_paths(out, 0 if panel else samples)
+    refuse_overwriting(outputs, input, checkpoint)
+    for path in outputs:
         check_video_output(path)  # before any work
     if fps is not None and not (math.isfinite(fps) and 0.1 <= fps <= 1000):
         raise InputError(f"--fps must be between 0.1 and 1000 frames per second, got {fps}")

@@ -202,6 +202,22 @@ class Trainer:
                 f"{(detail[-1] if detail else '')[:120]}"
             ) from None
 
+    def _train_until(self, last: int) -> None:
+        from spatialgen.io.progress import TrainingProgress
+
+        with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
+            rate, tick = 0.0, time.perf_counter()
+            while self.step < last:
+                loss = self.distributed.mean(self.train_step())
+                if self.step % self.config.log_every == 0 or self.step == self.config.steps:
+                    self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
+                now = time.perf_counter()
+                rate = 1 / (now - tick) if rate == 0 else 0.95 * rate + 0.05 / (now - tick)  # recent steps/s
+                tick = now
+                progress.update(self.step, loss=loss, rate=rate)
+                if self.step % self.config.checkpoint_every == 0 and self.step < last:
+                    self.save_state()
+
     def _save_on_interrupt(self) -> None:
         """Keep the steps done so far: an interrupted run continues with ``--resume``."""
         if self.step > 0 and self.distributed.is_main:
@@ -243,23 +259,10 @@ class Trainer:
 
     def fit(self, *, stop_at: int | None = None) -> list[tuple[int, float, float]]:
         """Train until ``config.steps`` (or ``stop_at``, to pause early); returns the loss history."""
-        from spatialgen.io.progress import TrainingProgress
-
         last = self.config.steps if stop_at is None else min(self.config.steps, stop_at)
         self.network.train()
         try:
-            with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
-                rate, tick = 0.0, time.perf_counter()
-                while self.step < last:
-                    loss = self.distributed.mean(self.train_step())
-                    if self.step % self.config.log_every == 0 or self.step == self.config.steps:
-                        self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
-                    now = time.perf_counter()
-                    rate = 1 / (now - tick) if rate == 0 else 0.95 * rate + 0.05 / (now - tick)  # recent steps/s
-                    tick = now
-                    progress.update(self.step, loss=loss, rate=rate)
-                    if self.step % self.config.checkpoint_every == 0 and self.step < last:
-                        self.save_state()
+            self._train_until(last)
         except (KeyboardInterrupt, SystemExit):  # Ctrl-C, or SIGTERM from kill / a scheduler (bar stopped first)
             self._save_on_interrupt()
             raise

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import sys
 
+from spatialgen.jobs.evaluate import table_columns
+
 
 def markdown(report: dict) -> str:
     rows = report["rows"]
-    group = next(iter(rows[0]))  # the first column: "context" (K or a kept fraction), or "kernel" for functions
-    metrics = [key for key in rows[0] if key not in (group, "method", "stderr")]
+    group, metrics = table_columns(rows)
     header = [group, "method", *metrics]
     lines = ["| " + " | ".join(h.replace("_", " ") for h in header) + " |", "|" + "---|" * len(header)]
     best, counts = {}, {}

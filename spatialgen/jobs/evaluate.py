@@ -37,6 +37,13 @@ def evaluate(model: Model, *, contexts: tuple[int, ...] | None, limit: int | Non
     raise InputError(f"no evaluation is defined for '{domain}' models yet")
 
 
+def table_columns(rows: list[dict]) -> tuple[str, list[str]]:
+    """-> (the grouping column, the metric columns) of a report's rows: the group is the first key,
+    "context" (K or a kept fraction) or "kernel" for functions; "method" and "stderr" are not metrics."""
+    group = next(iter(rows[0]))
+    return group, [key for key in rows[0] if key not in (group, "method", "stderr")]
+
+
 def print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -44,8 +51,7 @@ def print_table(report: dict) -> None:
     console = Console()  # results go to stdout; progress and errors to stderr
 
     rows = report["rows"]
-    group = next(iter(rows[0]))  # "context" (K or a kept fraction), or "kernel" for functions
-    metrics = [key for key in rows[0] if key not in (group, "method")]
+    group, metrics = table_columns(rows)
     table = Table(title=f"{report['domain']} / {report['dataset']} {report['split']} ({report.get('items', report.get('images', '?'))} items)")
     for column in [group, "method", *metrics]:
         table.add_column(column.replace("_", " "), justify="right" if column != "method" else "left")
