@@ -209,11 +209,11 @@ def complete_video(
     input: Annotated[Path, typer.Argument(help="A video file (mp4, avi, webm, mkv, gif ...; a random --keep fraction of its pixels is kept) or an .npz of scattered pixels: points (K x 3 as t, y, x), colors (K x 3), shape (T, H, W)")],
     out: Annotated[str, typer.Option(help="Clip to write; its suffix picks the writer: .mp4 .gif .webm, or a directory/ of PNG frames")],
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: the shipped video-skvideo)")] = None,
-    keep: Annotated[float, typer.Option(help="Fraction of a video INPUT's pixels kept, in (0, 1]")] = 0.05,
-    frames: Annotated[int, typer.Option(help="Frames decoded from a video INPUT")] = 16,
+    keep: Annotated[float | None, typer.Option(help="Fraction of a video INPUT's pixels kept, in (0, 1] (default 0.05)")] = None,
+    frames: Annotated[int | None, typer.Option(help="Frames decoded from a video INPUT (default 16)")] = None,
     size: Annotated[tuple[int, int] | None, typer.Option(help="H W a video INPUT is resized (centre-cropped) to (default: 64 rows, the model's training scale)")] = None,
-    start: Annotated[float, typer.Option(help="Seconds into a video INPUT to start at")] = 0.0,
-    stride: Annotated[int, typer.Option(help="Keep every N-th frame of a video INPUT")] = 1,
+    start: Annotated[float | None, typer.Option(help="Seconds into a video INPUT to start at (default 0)")] = None,
+    stride: Annotated[int | None, typer.Option(help="Keep every N-th frame of a video INPUT (default 1)")] = None,
     samples: Annotated[int, typer.Option(help="Write N sampled clips (OUT stem + _0, _1, ...) instead of the mean (a --panel shows one)")] = 0,
     time_scale: Annotated[int, typer.Option(help="Render M times as many frames, between the input's (slow motion)")] = 1,
     panel: Annotated[bool, typer.Option(help="Write observed | mean | sample | ground truth side by side in one clip")] = False,
@@ -326,8 +326,11 @@ def evaluate(
 
 
 def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",")]
+    if text.strip() and "" in parts:
+        raise InputError(f"{flag} has an empty item in '{text}' (write e.g. 1,5,10)")
     try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
+        values = tuple(int(part) for part in parts if part)
     except ValueError:
         raise InputError(f"{flag} must be comma-separated integers, got '{text}'") from None
     if not values or min(values) < 0:

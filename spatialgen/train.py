@@ -131,6 +131,14 @@ class Distributed:
         dist.all_reduce(tensor)
         return tensor.item() / self.world_size
 
+    def all_true(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on every rank: all ranks then stop together, none waits forever."""
+        if not self.enabled:
+            return flag
+        tensor = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+        return bool(tensor.item() > 0)
+
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
@@ -222,7 +230,7 @@ class Trainer:
         """Keep the steps done so far: an interrupted run continues with ``--resume``."""
         if self.step > 0 and self.distributed.is_main:
             self.save_state()
-            print(f"interrupted at step {self.step}: saved {self.checkpoint_path} (continue with --resume)", file=sys.stderr)
+            print(f"saved step {self.step} to {self.checkpoint_path} (continue with --resume)", file=sys.stderr)
 
     def _write_history(self) -> None:
         with atomic_path(self.out_dir / "loss.csv") as tmp, open(tmp, "w", newline="") as handle:
@@ -242,10 +250,10 @@ class Trainer:
             group["lr"] = learning_rate(config, self.step)
         head = self.model(batch.context_positions, batch.context_values, batch.query_positions, batch.context_mask)
         loss = nll_loss(self.model, head, batch.query_values)
-        if not torch.isfinite(loss):  # stop before the weights are spoilt; the last checkpoint stays good
+        if not self.distributed.all_true(bool(torch.isfinite(loss))):  # stop before the weights are spoilt
             saved = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.is_file() else ""
             raise TrainingDiverged(
-                f"training diverged: the loss is {loss.item()} at step {self.step + 1} "
+                f"training diverged: the loss is {loss.item()} at step {self.step + 1} (on this or another process) "
                 f"(try a lower train.learning_rate or a higher train.warmup_steps){saved}"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -307,10 +315,10 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
             with atomic_path(out_dir / "config.toml") as tmp:
                 tmp.write_text(config_to_toml(config))
     try:
-        history = trainer.fit(stop_at=stop_at)
-        if trainer.distributed.is_main and history:
-            plot_loss(history, out_dir / "loss.png", title=f"{config.adapter.name}-{getattr(config.adapter, 'dataset', '')}")
-    finally:
+        trainer.fit(stop_at=stop_at)
+    finally:  # an interrupted run gets its loss curve too
+        if trainer.distributed.is_main and trainer.history:
+            plot_loss(trainer.history, out_dir / "loss.png", title=f"{config.adapter.name}-{getattr(config.adapter, 'dataset', '')}")
         trainer.distributed.close()
     return trainer.checkpoint_path
 

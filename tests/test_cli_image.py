@@ -144,3 +144,4 @@ def test_output_problems(tmp_path):
 
 def test_eval_rejects_bad_context_list(tmp_path):
     assert_user_error(invoke("eval", shipped_checkpoint("image-mnist"), "--context", "16,abc"), "comma-separated integers")
+    assert_user_error(invoke("eval", shipped_checkpoint("image-mnist"), "--context", "16,,64"), "empty item")

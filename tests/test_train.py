@@ -202,7 +202,8 @@ def test_an_interrupted_run_keeps_its_steps_and_resumes(tmp_path, monkeypatch, c
     with pytest.raises(KeyboardInterrupt):
         train(config, tmp_path / "run")
     assert read_checkpoint(tmp_path / "run" / "last.safetensors")[2]["step"] == "3"
-    assert "interrupted at step 3" in capsys.readouterr().err
+    assert "saved step 3" in capsys.readouterr().err
+    assert (tmp_path / "run" / "loss.png").is_file()  # the curve so far, as after a finished run
     monkeypatch.setattr(training, "nll_loss", real_loss)
     assert read_checkpoint(train(config, tmp_path / "run", resume=True))[2]["step"] == "6"
 

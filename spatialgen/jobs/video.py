@@ -71,19 +71,28 @@ def probe_size(path: str | Path) -> tuple[int, int]:
 
 
 def read_video_context(
-    adapter: VideoAdapter, path: str | Path, *, keep: float = 0.05, frames: int = 16, size: tuple[int, int] | None = None,
-    start: float = 0.0, stride: int = 1, seed: int = 0,
+    adapter: VideoAdapter, path: str | Path, *, keep: float | None = None, frames: int | None = None,
+    size: tuple[int, int] | None = None, start: float | None = None, stride: int | None = None, seed: int = 0,
 ) -> VideoContext:  # fmt: skip
-    """A video file (keep a random ``keep`` fraction of its pixels) or an ``.npz`` of scattered pixels.
+    """A video file (keep a random ``keep`` fraction of its pixels, default 5%) or an ``.npz`` of
+    scattered pixels.
 
-    A video is decoded at ``size`` (default: the model's training scale, ``source_height`` rows,
-    width by the aspect ratio).
+    A video is decoded from ``start`` seconds, ``frames`` frames (default 16) every ``stride``-th,
+    at ``size`` (default: the model's training scale, ``source_height`` rows, width by the aspect
+    ratio). A pixels file brings its own shape: those options are ignored with a note.
     """
     from spatialgen.io.video import read_video
 
     path = Path(path)
     if path.suffix.lower() in PIXEL_FILE_SUFFIXES:
-        return _read_pixel_file(path)
+        context = _read_pixel_file(path)
+        given = {"--keep": keep, "--frames": frames, "--size": size, "--start": start, "--stride": stride}
+        ignored = [flag for flag, value in given.items() if value is not None]
+        if ignored:
+            context.notes.append(f"{', '.join(ignored)} apply to video files only: {path.name} gives its own pixels and shape")
+        return context
+    keep = 0.05 if keep is None else keep
+    frames, start, stride = 16 if frames is None else frames, start or 0.0, 1 if stride is None else stride
     if not 0 < keep <= 1:
         raise InputError(f"--keep must be a fraction in (0, 1], got {keep}")
     if size is None:
@@ -129,7 +138,8 @@ def _read_pixel_file(path: Path) -> VideoContext:
 def _check_pixels(T: int, H: int, W: int, time_scale: int = 1) -> None:
     count = ((T - 1) * time_scale + 1) * H * W
     if count > MAX_PIXELS:
-        raise InputError(f"a {T}x{H}x{W} clip (x{time_scale} in time) is {count:,} pixels, more than {MAX_PIXELS:,}: use a smaller --size or fewer --frames")
+        hint = "a smaller --time-scale, --size or fewer --frames" if time_scale > 1 else "a smaller --size or fewer --frames"
+        raise InputError(f"a {T}x{H}x{W} clip (x{time_scale} in time) is {count:,} pixels, more than {MAX_PIXELS:,}: use {hint}")
 
 
 # --- windows ---------------------------------------------------------------------------------------
