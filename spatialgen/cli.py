@@ -241,9 +241,12 @@ def complete_video(
         raise InputError(f"--fps must be between 0.1 and 1000 frames per second, got {fps}")
     model = load_for("video", checkpoint, "video-skvideo", device=device)
     context = read_video_context(model.adapter, input, keep=keep, frames=frames, size=size, start=start, stride=stride, seed=seed)
+    for note in context.notes:  # before the work: a note may explain an error that follows
+        say(f"note: {note}")
+    said = len(context.notes)
     result = run(model, context, samples=1 if panel else samples, time_scale=time_scale,
                  n_autoregressive=autoregressive, step=step, temperature=temperature, seed=seed)  # fmt: skip
-    for note in context.notes:
+    for note in context.notes[said:]:
         say(f"note: {note}")
     for path in write_completion(result, out, panel=panel, fps=fps):
         say(f"wrote {path}")

@@ -250,10 +250,12 @@ class Trainer:
             group["lr"] = learning_rate(config, self.step)
         head = self.model(batch.context_positions, batch.context_values, batch.query_positions, batch.context_mask)
         loss = nll_loss(self.model, head, batch.query_values)
-        if not self.distributed.all_true(bool(torch.isfinite(loss))):  # stop before the weights are spoilt
+        finite = bool(torch.isfinite(loss))
+        if not self.distributed.all_true(finite):  # stop before the weights are spoilt; every rank stops
             saved = f"; the last good checkpoint is {self.checkpoint_path}" if self.checkpoint_path.is_file() else ""
+            where = f"the loss is {loss.item()}" if not finite else "another process's loss is not finite"
             raise TrainingDiverged(
-                f"training diverged: the loss is {loss.item()} at step {self.step + 1} (on this or another process) "
+                f"training diverged: {where} at step {self.step + 1} "
                 f"(try a lower train.learning_rate or a higher train.warmup_steps){saved}"
             )
         self.optimizer.zero_grad(set_to_none=True)
@@ -316,10 +318,14 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
                 tmp.write_text(config_to_toml(config))
     try:
         trainer.fit(stop_at=stop_at)
-    finally:  # an interrupted run gets its loss curve too
-        if trainer.distributed.is_main and trainer.history:
-            plot_loss(trainer.history, out_dir / "loss.png", title=f"{config.adapter.name}-{getattr(config.adapter, 'dataset', '')}")
-        trainer.distributed.close()
+    finally:  # an interrupted or diverged run gets its loss curve too
+        try:
+            if trainer.distributed.is_main and trainer.history:
+                plot_loss(trainer.history, out_dir / "loss.png", title=f"{config.adapter.name}-{getattr(config.adapter, 'dataset', '')}")
+        except Exception as exc:  # never hide the error in flight, nor a finished run, behind a failed plot
+            print(f"warning: loss.png not written ({type(exc).__name__}: {str(exc)[:80]})", file=sys.stderr)
+        finally:
+            trainer.distributed.close()
     return trainer.checkpoint_path
 
 

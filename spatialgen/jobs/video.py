@@ -119,7 +119,7 @@ def _read_pixel_file(path: Path) -> VideoContext:
         if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array.astype(np.float64)).all():
             raise InputError(f"{path}: '{name}' contains NaN, infinite or non-numeric values")
     T, H, W = (int(v) for v in np.round(shape))
-    _check_pixels(T, H, W)
+    _check_pixels(T, H, W, pixel_file=True)
     limits = np.array([T - 1, H - 1, W - 1], np.float64)
     outside = ((points < 0) | (points > limits)).any(axis=1)
     if outside.any():
@@ -135,10 +135,12 @@ def _read_pixel_file(path: Path) -> VideoContext:
     return VideoContext(torch.as_tensor(points).float(), torch.as_tensor(colours).float(), (T, H, W), 25.0, notes=notes)
 
 
-def _check_pixels(T: int, H: int, W: int, time_scale: int = 1) -> None:
+def _check_pixels(T: int, H: int, W: int, time_scale: int = 1, *, pixel_file: bool = False) -> None:
     count = ((T - 1) * time_scale + 1) * H * W
     if count > MAX_PIXELS:
-        hint = "a smaller --time-scale, --size or fewer --frames" if time_scale > 1 else "a smaller --size or fewer --frames"
+        hints = ["a smaller --time-scale"] if time_scale > 1 else []
+        hints.append("a smaller shape in the pixels file" if pixel_file else "a smaller --size or fewer --frames")
+        hint = " or ".join(hints)
         raise InputError(f"a {T}x{H}x{W} clip (x{time_scale} in time) is {count:,} pixels, more than {MAX_PIXELS:,}: use {hint}")
 
 
@@ -204,7 +206,7 @@ def complete_video(
     from spatialgen.sampling import mean_field, sample_field
 
     check_options(samples=samples, time_scale=time_scale, step=step, n_autoregressive=n_autoregressive, temperature=temperature)
-    _check_pixels(*context.shape, time_scale)
+    _check_pixels(*context.shape, time_scale, pixel_file=context.truth is None)
     adapter: VideoAdapter = model.adapter
     T, H, W = context.shape
     axes = [torch.linspace(0, T - 1, (T - 1) * time_scale + 1), torch.arange(H).float(), torch.arange(W).float()]
