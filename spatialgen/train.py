@@ -214,15 +214,17 @@ class Trainer:
         from spatialgen.io.progress import TrainingProgress
 
         with TrainingProgress(total=self.config.steps, start=self.step, enabled=self.distributed.is_main) as progress:
-            rate, tick = 0.0, time.perf_counter()
+            seconds, tick = 0.0, time.perf_counter()
             while self.step < last:
                 loss = self.distributed.mean(self.train_step())
                 if self.step % self.config.log_every == 0 or self.step == self.config.steps:
                     self.history.append((self.step, loss, learning_rate(self.config, self.step - 1)))
                 now = time.perf_counter()
-                rate = 1 / (now - tick) if rate == 0 else 0.95 * rate + 0.05 / (now - tick)  # recent steps/s
+                # average the seconds per step, not steps per second: step times vary with the
+                # context size, and a mean of rates is biased towards the fast steps (the ETA too short)
+                seconds = now - tick if seconds == 0 else 0.98 * seconds + 0.02 * (now - tick)
                 tick = now
-                progress.update(self.step, loss=loss, rate=rate)
+                progress.update(self.step, loss=loss, rate=1 / max(seconds, 1e-9))
                 if self.step % self.config.checkpoint_every == 0 and self.step < last:
                     self.save_state()
 
