@@ -32,7 +32,8 @@ def markdown(report: dict) -> str:
         cells = [str(row[group]), row["method"]]
         for metric in metrics:
             value = row.get(metric)
-            text = "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+            digits = 4 if metric == "chamfer_l1" else 3  # Chamfer distances differ in the fourth decimal
+            text = "—" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
             if metric not in ("seconds", "no_surface") and value is not None and best.get((row[group], metric)) == value and counts[(row[group], metric)] > 1:
                 text = f"**{text}**"
             if metric == "log_likelihood" and row.get("stderr"):
