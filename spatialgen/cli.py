@@ -61,7 +61,7 @@ def say(message: str) -> None:
     """Results go to stdout (progress and errors go to stderr)."""
     from rich.console import Console
 
-    Console().print(message)
+    Console().print(message, soft_wrap=True)  # one line per message, whatever the width: scripts grep them
 
 
 MAX_SAMPLES = 64

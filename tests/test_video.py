@@ -242,6 +242,7 @@ def test_scattered_pixel_files(video_checkpoint, tmp_path):
     result = invoke("complete-video", good, "--out", out, "--checkpoint", video_checkpoint, "--frames", 3, "--size", 4, 4)
     assert result.exit_code == 0, result.stderr
     assert "note: --frames, --size apply to video files only" in result.stdout  # said, not silently dropped
+    assert all(line.startswith(("note:", "wrote")) for line in result.stdout.splitlines())  # never wrapped
     assert read_video(out).frames.shape == (6, 10, 16, 3)
     nan = tmp_path / "nan.npz"
     np.savez(nan, points=points.astype(float) + np.r_[np.nan, np.zeros(79)][:, None], colors=rng.random((80, 3)), shape=np.array([6, 10, 16]))

@@ -60,7 +60,7 @@ def read_video(
     if start < 0 or not np.isfinite(start):
         raise InputError(f"--start must be 0 or more seconds, got {start}")
     if stride < 1:
-        raise InputError(f"the frame stride must be at least 1, got {stride}")
+        raise InputError(f"--stride (the frame stride) must be at least 1, got {stride}")
     if frames is not None and frames < 1:
         raise InputError(f"--frames must be at least 1, got {frames}")
     if size is not None and (min(size) < 2 or max(size) > 4096):

@@ -89,7 +89,8 @@ def read_video_context(
         given = {"--keep": keep, "--frames": frames, "--size": size, "--start": start, "--stride": stride}
         ignored = [flag for flag, value in given.items() if value is not None]
         if ignored:
-            context.notes.append(f"{', '.join(ignored)} apply to video files only: {path.name} gives its own pixels and shape")
+            verb = "applies" if len(ignored) == 1 else "apply"
+            context.notes.append(f"{', '.join(ignored)} {verb} to video files only: {path.name} gives its own pixels and shape")
         return context
     keep = 0.05 if keep is None else keep
     frames, start, stride = 16 if frames is None else frames, start or 0.0, 1 if stride is None else stride
