@@ -293,27 +293,29 @@ def test_a_directory_is_not_a_checkpoint(tmp_path):
 # --- distributed -------------------------------------------------------------------------------------
 
 
+def run_on_two_processes(script: str, tmp_path, out, *, timeout: int) -> subprocess.CompletedProcess:
+    """Run a Python ``script`` under torchrun with 2 CPU processes; ``sys.argv[1]`` is ``out``."""
+    path = tmp_path / "run.py"
+    path.write_text(textwrap.dedent(script))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(path), str(out)],
+        check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path,
+    )  # fmt: skip
+
+
 @pytest.mark.ddp
 def test_torchrun_two_processes(tmp_path):
     raw = tiny_config_dict(steps=3, batch_size=4, log_every=1)
-    script = tmp_path / "run.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import sys
-            from spatialgen.config import config_from_dict
-            from spatialgen.train import train
+    script = f"""
+        import sys
+        from spatialgen.config import config_from_dict
+        from spatialgen.train import train
 
-            train(config_from_dict({raw!r}), sys.argv[1])
-            """
-        )
-    )
+        train(config_from_dict({raw!r}), sys.argv[1])
+        """
     out = tmp_path / "out"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script), str(out)],
-        check=False, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
-    )  # fmt: skip
+    result = run_on_two_processes(script, tmp_path, out, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (out / "last.safetensors").is_file()
     model = load(out / "last.safetensors", device="cpu")
@@ -325,33 +327,24 @@ def test_torchrun_two_processes(tmp_path):
 @pytest.mark.ddp
 def test_a_nan_loss_on_one_rank_stops_every_rank(tmp_path):
     raw = tiny_config_dict(steps=6, batch_size=4, log_every=1)
-    script = tmp_path / "run.py"
-    script.write_text(
-        textwrap.dedent(
-            f"""
-            import os, sys
-            import torch
-            import spatialgen.train as training
-            from spatialgen.config import config_from_dict
+    script = f"""
+        import os, sys
+        import spatialgen.train as training
+        from spatialgen.config import config_from_dict
 
-            real_loss = training.nll_loss
+        real_loss = training.nll_loss
 
-            def nan_on_rank_one_from_step_three(network, head, values):
-                loss = real_loss(network, head, values)
-                calls = getattr(nan_on_rank_one_from_step_three, "calls", 0) + 1
-                nan_on_rank_one_from_step_three.calls = calls
-                return loss * float("nan") if os.environ["RANK"] == "1" and calls >= 3 else loss
+        def nan_on_rank_one_from_step_three(network, head, values):
+            loss = real_loss(network, head, values)
+            calls = getattr(nan_on_rank_one_from_step_three, "calls", 0) + 1
+            nan_on_rank_one_from_step_three.calls = calls
+            return loss * float("nan") if os.environ["RANK"] == "1" and calls >= 3 else loss
 
-            training.nll_loss = nan_on_rank_one_from_step_three
-            training.train(config_from_dict({raw!r}), sys.argv[1])
-            """
-        )
-    )
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", str(script), str(tmp_path / "out")],
-        check=False, capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path,
-    )  # fmt: skip (the timeout is the old failure: rank 0 waited for rank 1 in backward forever)
+        training.nll_loss = nan_on_rank_one_from_step_three
+        training.train(config_from_dict({raw!r}), sys.argv[1])
+        """
+    # the timeout is the old failure: rank 0 waited for rank 1 in backward forever
+    result = run_on_two_processes(script, tmp_path, tmp_path / "out", timeout=120)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "another process's loss is not finite at step 3" in output  # rank 0 knows why it stopped

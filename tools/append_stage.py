@@ -15,6 +15,7 @@ import csv
 from pathlib import Path
 
 from spatialgen.io.atomic import atomic_path
+from spatialgen.io.plots import plot_loss
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -30,26 +31,9 @@ def staged_history(shipped: list[dict[str, str]], stage: list[dict[str, str]], l
     return rows
 
 
-def plot(rows: list[dict[str, str]], path: Path, title: str) -> None:
-    from spatialgen.io.plots import figure, save_figure
-
-    plt = figure()
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    steps = [int(r["step"]) for r in rows]
-    losses = [float(r["loss_nats_per_point"]) for r in rows]
-    ax.plot(steps, losses, lw=0.6, alpha=0.35, color="tab:blue", label="per logged step")
-    window = max(1, len(losses) // 60)
-    smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
-    ax.plot(steps, smooth, lw=1.6, color="tab:blue", label=f"moving mean ({window})")
-    for previous, row in zip(rows, rows[1:]):
-        if row["stage"] != previous["stage"]:
-            ax.axvline(int(previous["step"]), color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("step (all stages)")
-    ax.set_ylabel("NLL (nats / query point)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
-    save_figure(fig, path)
+def stage_ends(rows: list[dict[str, str]]) -> list[int]:
+    """The last step of every stage but the final one."""
+    return [int(previous["step"]) for previous, row in zip(rows, rows[1:]) if row["stage"] != previous["stage"]]
 
 
 def main() -> None:
@@ -65,7 +49,8 @@ def main() -> None:
         writer.writeheader()
         writer.writerows({key: row[key] for key in writer.fieldnames} for row in rows)
     picture = args.shipped.with_suffix(".png")
-    plot(rows, picture, title=args.shipped.stem.removesuffix("-loss"))
+    history = [(int(r["step"]), float(r["loss_nats_per_point"]), float(r["learning_rate"])) for r in rows]
+    plot_loss(history, picture, title=args.shipped.stem.removesuffix("-loss"), stage_ends=stage_ends(rows))
     print(f"wrote {args.shipped} ({len(rows)} rows) and {picture}")
 
 

@@ -24,7 +24,10 @@ def save_figure(fig, path: str | Path, *, dpi: int = 120) -> None:
     plt.close(fig)
 
 
-def plot_loss(history: Sequence[tuple[int, float, float]], path: str | Path, *, title: str = "training loss") -> None:
+def plot_loss(
+    history: Sequence[tuple[int, float, float]], path: str | Path, *, title: str = "training loss", stage_ends: Sequence[int] = ()
+) -> None:
+    """(step, loss, learning rate) rows -> a PNG; ``stage_ends`` draws a dashed line where a fine-tuning stage ended."""
     plt = figure()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     steps = [row[0] for row in history]
@@ -34,6 +37,8 @@ def plot_loss(history: Sequence[tuple[int, float, float]], path: str | Path, *, 
     if window > 1:
         smooth = [sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1]) for i in range(len(losses))]
         ax.plot(steps, smooth, lw=1.6, color="tab:blue", label=f"moving mean ({window})")
+    for step in stage_ends:
+        ax.axvline(step, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("step")
     ax.set_ylabel("NLL (nats / query point, normalised units)")
     ax.set_title(title)

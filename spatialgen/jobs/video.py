@@ -93,7 +93,9 @@ def read_video_context(
             context.notes.append(f"{', '.join(ignored)} {verb} to video files only: {path.name} gives its own pixels and shape")
         return context
     keep = 0.05 if keep is None else keep
-    frames, start, stride = 16 if frames is None else frames, start or 0.0, 1 if stride is None else stride
+    frames = 16 if frames is None else frames
+    start = 0.0 if start is None else start
+    stride = 1 if stride is None else stride
     if not 0 < keep <= 1:
         raise InputError(f"--keep must be a fraction in (0, 1], got {keep}")
     if size is None:
