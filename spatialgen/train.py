@@ -11,6 +11,7 @@ bit for bit.
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import os
 import sys
@@ -28,6 +29,8 @@ from spatialgen.config import TrainConfig
 from spatialgen.errors import CheckpointError, InputError, TrainingDiverged
 from spatialgen.io.atomic import atomic_path
 from spatialgen.model import PixelTransformer
+
+BARRIER_TIMEOUT_S = 300  # how long the ranks wait for each other at the end (rank 0 saves and plots)
 
 
 def _mps_available() -> bool:
@@ -140,7 +143,18 @@ class Distributed:
         return bool(tensor.item() > 0)
 
     def close(self) -> None:
-        if self.enabled and dist.is_initialized():
+        """Leave the process group together: a rank that tears down its connections while another is
+        still busy (rank 0 saving and plotting) makes gloo abort the process (SIGABRT)."""
+        if not (self.enabled and dist.is_initialized()):
+            return
+        try:
+            if dist.get_backend() == "gloo":  # a bounded wait: a rank that died must not hang the others
+                dist.monitored_barrier(timeout=datetime.timedelta(seconds=BARRIER_TIMEOUT_S))
+            else:
+                dist.barrier()
+        except RuntimeError as exc:  # a peer is gone; close anyway, the error in flight matters more
+            print(f"warning: not every process reached the end ({str(exc).strip().splitlines()[0][:120]})", file=sys.stderr)
+        finally:
             dist.destroy_process_group()
 
 

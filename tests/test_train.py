@@ -307,16 +307,31 @@ def run_on_two_processes(script: str, tmp_path, out, *, timeout: int) -> subproc
 @pytest.mark.ddp
 def test_torchrun_two_processes(tmp_path):
     raw = tiny_config_dict(steps=3, batch_size=4, log_every=1)
+    # rank 0 plots slowly: rank 1 must wait for it before leaving (it used to tear its connections
+    # down at once, and gloo aborted it with SIGABRT now and then)
     script = f"""
-        import sys
+        import os, sys, time
+        from pathlib import Path
+        import spatialgen.io.plots as plots
         from spatialgen.config import config_from_dict
         from spatialgen.train import train
 
+        real_plot, plotted = plots.plot_loss, Path(sys.argv[1]) / "rank0-plotted"
+
+        def slow_plot(*args, **kwargs):
+            time.sleep(3)
+            real_plot(*args, **kwargs)
+            plotted.touch()
+
+        plots.plot_loss = slow_plot
         train(config_from_dict({raw!r}), sys.argv[1])
+        if os.environ["RANK"] == "1" and not plotted.exists():
+            sys.exit("rank 1 left before rank 0 had finished")
         """
     out = tmp_path / "out"
     result = run_on_two_processes(script, tmp_path, out, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (out / "loss.png").is_file()
     assert (out / "last.safetensors").is_file()
     model = load(out / "last.safetensors", device="cpu")
     assert model.config == config_from_dict(raw)
