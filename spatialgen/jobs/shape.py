@@ -130,7 +130,13 @@ def positions_of(index: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def decode_grid(
-    decoder: FieldDecoder, resolution: int, *, progress: bool = False, description: str = "decoding", exact_below: int = EXACT_BELOW
+    decoder: FieldDecoder,
+    resolution: int,
+    *,
+    progress: bool = False,
+    description: str = "decoding",
+    exact_below: int = EXACT_BELOW,
+    _final: int | None = None,
 ) -> np.ndarray:
     """The mean field on an R^3 grid over the box, (R, R, R) float32.
 
@@ -143,18 +149,26 @@ def decode_grid(
     if R <= exact_below:
         return decoder(positions_of(torch.arange(R**3), R)).reshape(R, R, R).numpy()
     coarse_R = (R - 1) // 2 + 1
-    coarse = decode_grid(decoder, coarse_R, progress=progress, description=description, exact_below=exact_below)
+    final = _final or R
+    coarse = decode_grid(decoder, coarse_R, progress=progress, description=description, exact_below=exact_below, _final=final)
     values = F.interpolate(torch.from_numpy(coarse)[None, None], size=(R, R, R), mode="trilinear", align_corners=True)[0, 0]
     band = 1.5 * math.sqrt(3) * 2 / (coarse_R - 1)
     planes = max(1, 4 * CHUNK // (R * R))  # x-planes per slab: a few chunks of queries
     slabs = range(0, R, planes)
     flat = values.view(-1)
-    for start in track(slabs, description=f"{description} {R}^3", total=len(slabs), enabled=progress):
+    passes, done = _refining_passes(final, exact_below), _refining_passes(R, exact_below)
+    label = f"{description} {final}^3" + (f" (pass {done} of {passes})" if passes > 1 else "")
+    for start in track(slabs, description=label, total=len(slabs), enabled=progress):
         slab = flat[start * R * R : min(R, start + planes) * R * R]
         near = torch.nonzero(slab.abs() < band)[:, 0]
         if len(near):
             slab[near] = decoder(positions_of(near + start * R * R, R))
     return values.numpy()
+
+
+def _refining_passes(resolution: int, exact_below: int) -> int:
+    """How many band passes ``decode_grid`` makes above its exact coarsest grid."""
+    return 0 if resolution <= exact_below else 1 + _refining_passes((resolution - 1) // 2 + 1, exact_below)
 
 
 def random_grid_points(resolution: int, count: int, seed: int) -> torch.Tensor:
