@@ -11,7 +11,6 @@ bit for bit.
 from __future__ import annotations
 
 import csv
-import datetime
 import math
 import os
 import sys
@@ -29,8 +28,6 @@ from spatialgen.config import TrainConfig
 from spatialgen.errors import CheckpointError, InputError, TrainingDiverged
 from spatialgen.io.atomic import atomic_path
 from spatialgen.model import PixelTransformer
-
-BARRIER_TIMEOUT_S = 300  # how long the ranks wait for each other at the end (rank 0 saves and plots)
 
 
 def _mps_available() -> bool:
@@ -142,18 +139,22 @@ class Distributed:
         dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
         return bool(tensor.item() > 0)
 
-    def close(self) -> None:
-        """Leave the process group together: a rank that tears down its connections while another is
-        still busy (rank 0 saving and plotting) makes gloo abort the process (SIGABRT)."""
+    def close(self, *, wait_for_peers: bool) -> None:
+        """Leave the process group; with ``wait_for_peers``, all together.
+
+        Wait only when every rank is known to be at the same point (the run finished, or diverged:
+        both are collective decisions): a rank tearing down its connections while another is still
+        busy (rank 0 saving and plotting) makes gloo abort that process with SIGABRT. A rank that
+        failed alone must not wait: its barrier could pair with a peer's training all-reduce.
+        """
         if not (self.enabled and dist.is_initialized()):
             return
         try:
-            if dist.get_backend() == "gloo":  # a bounded wait: a rank that died must not hang the others
-                dist.monitored_barrier(timeout=datetime.timedelta(seconds=BARRIER_TIMEOUT_S))
-            else:
-                dist.barrier()
-        except RuntimeError as exc:  # a peer is gone; close anyway, the error in flight matters more
-            print(f"warning: not every process reached the end ({str(exc).strip().splitlines()[0][:120]})", file=sys.stderr)
+            if wait_for_peers:
+                dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        except RuntimeError as exc:  # a peer is gone: close anyway; the error in flight matters more
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            print(f"warning: not every process reached the end ({first[:120]})", file=sys.stderr)
         finally:
             dist.destroy_process_group()
 
@@ -332,8 +333,13 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
         if trainer.distributed.is_main:
             with atomic_path(out_dir / "config.toml") as tmp:
                 tmp.write_text(config_to_toml(config))
+    all_ranks_stopped_here = False
     try:
         trainer.fit(stop_at=stop_at)
+        all_ranks_stopped_here = True
+    except TrainingDiverged:
+        all_ranks_stopped_here = True  # the finiteness checks are collective: every rank stops at this step
+        raise
     finally:  # an interrupted or diverged run gets its loss curve too
         try:
             if trainer.distributed.is_main and trainer.history:
@@ -341,7 +347,7 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
         except Exception as exc:  # never hide the error in flight, nor a finished run, behind a failed plot
             print(f"warning: loss.png not written ({type(exc).__name__}: {str(exc)[:80]})", file=sys.stderr)
         finally:
-            trainer.distributed.close()
+            trainer.distributed.close(wait_for_peers=all_ranks_stopped_here)
     return trainer.checkpoint_path
 
 

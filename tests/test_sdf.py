@@ -464,7 +464,6 @@ def test_coarse_to_fine_decoding_matches_exact_decoding(box_checkpoint):
     torch.testing.assert_close(chunked, torch.as_tensor(exact.reshape(-1)[:5000]), atol=1e-5, rtol=0)
 
 
-
 def test_coarse_to_fine_progress_names_the_requested_resolution(box_checkpoint, monkeypatch):
     import spatialgen
     import spatialgen.jobs.shape as shape
@@ -481,6 +480,7 @@ def test_coarse_to_fine_progress_names_the_requested_resolution(box_checkpoint, 
     decoder = FieldDecoder(model, rng.uniform(-1, 1, (16, 3)), rng.uniform(-0.5, 0.5, 16))
     decode_grid(decoder, 33, progress=True, exact_below=12)  # 33 <- 17 <- 9 (exact)
     assert labels == ["decoding 33^3 (pass 1 of 2)", "decoding 33^3 (pass 2 of 2)"]
+
 
 def test_eval_reports_every_method_and_context(box_checkpoint, tmp_path):
     import spatialgen

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,13 +131,7 @@ def positions_of(index: torch.Tensor, resolution: int) -> torch.Tensor:
 
 
 def decode_grid(
-    decoder: FieldDecoder,
-    resolution: int,
-    *,
-    progress: bool = False,
-    description: str = "decoding",
-    exact_below: int = EXACT_BELOW,
-    _final: int | None = None,
+    decoder: FieldDecoder, resolution: int, *, progress: bool = False, description: str = "decoding", exact_below: int = EXACT_BELOW
 ) -> np.ndarray:
     """The mean field on an R^3 grid over the box, (R, R, R) float32.
 
@@ -145,20 +140,25 @@ def decode_grid(
     wherever the upsampled distance is within 1.5 coarse cell diagonals of zero: the surface can
     only lie there, and elsewhere only the sign matters, which the coarse field already has.
     """
-    R = resolution
+    passes = _refining_passes(resolution, exact_below)
+
+    def label(R: int) -> str:  # every pass is named after the grid asked for, not the coarse one it refines
+        return f"{description} {resolution}^3" + (f" (pass {_refining_passes(R, exact_below)} of {passes})" if passes > 1 else "")
+
+    return _decode_refined(decoder, resolution, label=label, progress=progress, exact_below=exact_below)
+
+
+def _decode_refined(decoder: FieldDecoder, R: int, *, label: Callable[[int], str], progress: bool, exact_below: int) -> np.ndarray:
     if R <= exact_below:
         return decoder(positions_of(torch.arange(R**3), R)).reshape(R, R, R).numpy()
     coarse_R = (R - 1) // 2 + 1
-    final = _final or R
-    coarse = decode_grid(decoder, coarse_R, progress=progress, description=description, exact_below=exact_below, _final=final)
+    coarse = _decode_refined(decoder, coarse_R, label=label, progress=progress, exact_below=exact_below)
     values = F.interpolate(torch.from_numpy(coarse)[None, None], size=(R, R, R), mode="trilinear", align_corners=True)[0, 0]
     band = 1.5 * math.sqrt(3) * 2 / (coarse_R - 1)
     planes = max(1, 4 * CHUNK // (R * R))  # x-planes per slab: a few chunks of queries
     slabs = range(0, R, planes)
     flat = values.view(-1)
-    passes, done = _refining_passes(final, exact_below), _refining_passes(R, exact_below)
-    label = f"{description} {final}^3" + (f" (pass {done} of {passes})" if passes > 1 else "")
-    for start in track(slabs, description=label, total=len(slabs), enabled=progress):
+    for start in track(slabs, description=label(R), total=len(slabs), enabled=progress):
         slab = flat[start * R * R : min(R, start + planes) * R * R]
         near = torch.nonzero(slab.abs() < band)[:, 0]
         if len(near):
