@@ -160,7 +160,7 @@ def tiny_video_config(**train) -> dict:
         "model": dict(TINY_MODEL),
         "train": {"steps": 40, "batch_size": 4, "learning_rate": 3e-3, "min_learning_rate": 3e-4, "warmup_steps": 5,
                   "min_context": 8, "max_context": 64, "queries": 64, "seed": 0, "device": "cpu",
-                  "checkpoint_every": 1000, "log_every": 10, "threads": 1, **train},
+                  "checkpoint_every": 1000, "log_every": 1, "threads": 1, **train},
     }  # fmt: skip
 
 
@@ -183,7 +183,9 @@ def test_training_lowers_the_loss(video_checkpoint):
 
     rows = list(csv.DictReader(open(video_checkpoint.parent / "loss.csv")))
     losses = [float(r["loss_nats_per_point"]) for r in rows]
-    assert losses[-1] < losses[0] - 0.5, losses
+    # means of 10 steps: one step's loss (4 windows) swings by more than the margin
+    first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
+    assert len(losses) == 40 and last < first - 0.5, losses
 
 
 def test_a_clip_inside_one_window_is_the_model_prediction(video_checkpoint):
