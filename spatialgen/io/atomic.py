@@ -22,8 +22,12 @@ def check_writable(target: str | Path) -> Path:
     """Fail early (before any work) if ``target`` cannot be written; creates missing parents."""
     target = Path(target)
     try:
+        if target.is_symlink():  # write the file it points to: the rename would replace the link itself
+            target = Path(os.path.realpath(target))
         if target.is_dir():
             raise OutputError(f"cannot write {target}: it is a directory")
+        if target.exists() and not target.is_file():  # the rename would replace a device or FIFO with a file
+            raise OutputError(f"cannot write {target}: it is not a regular file (a device, FIFO or socket)")
         if len(target.name.encode()) > 200:
             raise OutputError(f"cannot write {target}: the file name is too long")
         target.parent.mkdir(parents=True, exist_ok=True)

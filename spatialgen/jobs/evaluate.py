@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from spatialgen.api import Model
@@ -67,5 +68,16 @@ def _format(value) -> str:
 
 
 def write_json(report: dict, path: str | Path) -> None:
+    """The report as strict JSON: a non-finite number (a perfect PSNR is inf) becomes null."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.write_text(json.dumps(_finite_or_null(report), indent=2, allow_nan=False) + "\n")
+
+
+def _finite_or_null(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(item) for item in value]
+    return value
