@@ -357,11 +357,11 @@ def data_fetch(
     from spatialgen.errors import DataUnavailable
     from spatialgen.io.progress import console
 
-    if name in ("digits", "photos"):
-        say(f"{name} is installed with scikit-learn / scikit-image: nothing to fetch")
+    if name in ("digits", "photos", "primitives"):
+        say(f"{name} is installed with scikit-learn / scikit-image / trimesh: nothing to fetch")
         return
     if name not in FETCHERS:
-        raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)}; installed: digits, photos)")
+        raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)}; installed: digits, photos, primitives)")
     if not console.is_terminal:  # a log or a pipe: each stage once, plainly (a spinner there leaves a blank line)
         path = fetch(name, force=force, progress=lambda message: print(f"{name}: {message}", file=sys.stderr, flush=True))
     else:

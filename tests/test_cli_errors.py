@@ -189,3 +189,17 @@ def test_a_report_with_an_infinite_psnr_is_strict_json(tmp_path):
 
     write_json({"rows": [{"psnr": float("inf"), "ssim": 1.0}]}, tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text(), parse_constant=lambda name: pytest.fail(name)) == {"rows": [{"psnr": None, "ssim": 1.0}]}
+
+
+@pytest.mark.parametrize("name", ["digits", "photos", "primitives"])
+def test_an_installed_dataset_needs_no_fetch(name):
+    result = invoke("data", "fetch", name)
+    assert result.exit_code == 0 and "nothing to fetch" in result.stdout + result.stderr
+
+
+def test_a_cache_path_with_a_tilde_means_the_home_directory(tmp_path, monkeypatch):
+    from spatialgen.data.cache import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SPATIALGEN_CACHE", "~/spatialgen-cache")
+    assert cache_dir() == tmp_path / "spatialgen-cache"

@@ -8,7 +8,7 @@ from spatialgen.errors import DataUnavailable  # noqa: F401  (re-exported)
 
 def cache_dir() -> Path:
     root = os.environ.get("SPATIALGEN_CACHE") or Path.home() / ".cache" / "spatialgen"
-    path = Path(root)
+    path = Path(root).expanduser()  # a quoted '~/...' in the variable means the home directory too
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
