@@ -99,6 +99,7 @@ def train(
 ) -> None:
     """Train a model; checkpoints, loss.csv and loss.png go to OUT. Runs under torchrun too."""
     from spatialgen.config import load_config
+    from spatialgen.train import process_rank
     from spatialgen.train import train as run_training
 
     parsed = load_config(config, set_ or [])
@@ -106,7 +107,7 @@ def train(
     if not resume:
         refuse_overwriting([out / "config.toml"], config)  # the run writes its own config.toml there
     path = run_training(parsed, out, resume=resume)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, once (rank 0 wrote it)
+    if process_rank() == 0:  # under torchrun, once (rank 0 wrote it)
         say(f"checkpoint: {path}")
 
 
@@ -343,6 +344,9 @@ def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
 
 
 # --- data --------------------------------------------------------------------------------------
+INSTALLED_DATASETS = ("digits", "photos", "primitives")  # come with the dependencies: nothing to fetch
+
+
 @data_app.command("fetch")
 @user_errors
 def data_fetch(
@@ -357,11 +361,11 @@ def data_fetch(
     from spatialgen.errors import DataUnavailable
     from spatialgen.io.progress import console
 
-    if name in ("digits", "photos", "primitives"):
+    if name in INSTALLED_DATASETS:
         say(f"{name} is installed with scikit-learn / scikit-image / trimesh: nothing to fetch")
         return
     if name not in FETCHERS:
-        raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)}; installed: digits, photos, primitives)")
+        raise DataUnavailable(f"unknown dataset '{name}' (fetchable: {', '.join(FETCHERS)}; installed: {', '.join(INSTALLED_DATASETS)})")
     if not console.is_terminal:  # a log or a pipe: each stage once, plainly (a spinner there leaves a blank line)
         path = fetch(name, force=force, progress=lambda message: print(f"{name}: {message}", file=sys.stderr, flush=True))
     else:

@@ -106,12 +106,17 @@ def make_optimizer(network: torch.nn.Module, config: TrainConfig) -> torch.optim
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95))
 
 
+def process_rank() -> int:
+    """This process's rank under torchrun (0 for a single process)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 class Distributed:
     """Rank and world size from torchrun's environment; a no-op for a single process."""
 
     def __init__(self, device: torch.device):
         self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
+        self.rank = process_rank()
         self.enabled = self.world_size > 1
         self.device = device
         if self.enabled and device.type == "cuda":
