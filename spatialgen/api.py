@@ -12,7 +12,7 @@ from spatialgen.adapters import Adapter, get_adapter
 from spatialgen.checkpoint import build_network, read_checkpoint
 from spatialgen.config import Config
 from spatialgen.distribution import BinnedGaussianMixture
-from spatialgen.errors import CheckpointError, InputError
+from spatialgen.errors import CheckpointError, InputError, shortened
 from spatialgen.model import PixelTransformer
 from spatialgen.train import resolve_device
 
@@ -89,5 +89,5 @@ def load(path: str | Path, *, device: str = "auto", expect_adapter: str | None =
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not match its config ({str(exc).splitlines()[0][:100]})") from None
+        raise CheckpointError(f"{path}: weights do not match its config ({shortened(str(exc).splitlines()[0], 100)})") from None
     return Model(network, adapter, config, device=resolve_device(device))

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from spatialgen.config import Config, config_from_dict
-from spatialgen.errors import CheckpointError, ConfigError, InputError
+from spatialgen.errors import CheckpointError, ConfigError, InputError, shortened
 from spatialgen.io.atomic import atomic_path, require_file
 from spatialgen.model import PixelTransformer
 
@@ -46,7 +46,7 @@ def read_checkpoint(path: str | Path) -> tuple[Config, dict[str, torch.Tensor], 
             metadata = handle.metadata() or {}
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as exc:  # safetensors raises several types for corrupt files
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(exc).__name__}: {shortened(str(exc), 80)})") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a spatialgen checkpoint (no '{FORMAT}' metadata)")
     try:

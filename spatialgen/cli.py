@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -334,10 +335,9 @@ def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
     parts = [part.strip() for part in text.split(",")]
     if text.strip() and "" in parts:
         raise InputError(f"{flag} has an empty item in '{text}' (write e.g. 1,5,10)")
-    try:
-        values = tuple(int(part) for part in parts if part)
-    except ValueError:
-        raise InputError(f"{flag} must be comma-separated integers, got '{text}'") from None
+    if not all(re.fullmatch(r"[0-9]+", part, flags=re.ASCII) for part in parts if part):  # int() also takes '+16', '1_0', '１６'
+        raise InputError(f"{flag} must be comma-separated integers, got '{text}'")
+    values = tuple(int(part) for part in parts if part)
     if not values or min(values) < 0:
         raise InputError(f"{flag} needs one or more integers >= 0, got '{text}'")
     return tuple(dict.fromkeys(values))  # a repeated value would only repeat its rows
@@ -406,7 +406,7 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(exc.format_message(), file=sys.stderr)
             sys.exit(0)
-        command = exc.ctx.command_path if exc.ctx is not None else "spatialgen"
+        command = exc.ctx.command_path if exc.ctx is not None else _command_path(sys.argv[1:])
         message = f"{exc.format_message().strip()} (see '{command} --help')".replace("\n", " ")
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
@@ -416,6 +416,22 @@ def main() -> None:
         print("aborted", file=sys.stderr)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _command_path(args: list[str]) -> str:
+    """'spatialgen complete-shape' from the command line, for errors click raises without a context
+    (an option given too few values)."""
+    import typer.main
+
+    group, path = typer.main.get_command(app), ["spatialgen"]
+    for arg in args:
+        command = getattr(group, "commands", {}).get(arg)
+        if command is None:
+            if not arg.startswith("-"):
+                break
+            continue
+        group, path = command, path + [arg]
+    return " ".join(path)
 
 
 if __name__ == "__main__":  # torchrun -m spatialgen.cli train ...

@@ -31,3 +31,12 @@ class DataUnavailable(UserError, RuntimeError):
 
 class MissingDependency(UserError, ImportError):
     """An optional library (an extra such as ``spatialgen[mesh]``) that is not installed."""
+
+
+def shortened(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters at a word boundary, with an ellipsis if cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    head = cut.rsplit(" ", 1)[0] if " " in cut else cut
+    return head.rstrip(" ,;:") + "…"

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from spatialgen.adapters.base import TrainingSource
 from spatialgen.config import TrainConfig
-from spatialgen.errors import CheckpointError, InputError, TrainingDiverged
+from spatialgen.errors import CheckpointError, InputError, TrainingDiverged, shortened
 from spatialgen.io.atomic import atomic_path
 from spatialgen.model import PixelTransformer
 
@@ -159,7 +159,7 @@ class Distributed:
                 dist.barrier(device_ids=[self.device.index] if self.device.type == "cuda" else None)
         except RuntimeError as exc:  # a peer is gone: close anyway; the error in flight matters more
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            print(f"warning: not every process reached the end ({first[:120]})", file=sys.stderr)
+            print(f"warning: not every process reached the end ({shortened(first, 120)})", file=sys.stderr)
         finally:
             dist.destroy_process_group()
 
@@ -182,6 +182,7 @@ class Trainer:
         self.distributed = Distributed(self.device)
         self.device = self.distributed.device
         if config.batch_size % self.distributed.world_size:
+            self.distributed.close(wait_for_peers=False)
             raise ValueError(f"batch_size {config.batch_size} is not divisible by {self.distributed.world_size} processes")
         self.network = network.to(self.device)
         self.model = (
@@ -227,7 +228,7 @@ class Trainer:
             detail = str(exc).strip().splitlines()
             raise CheckpointError(
                 f"cannot resume from {self.out_dir} (was the model config changed?): {type(exc).__name__}: "
-                f"{(detail[-1] if detail else '')[:120]}"
+                f"{shortened(detail[-1] if detail else '', 120)}"
             ) from None
 
     def _train_until(self, last: int) -> None:
@@ -326,20 +327,20 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
         save_checkpoint(path, model, config, step=step)
 
     trainer = Trainer(config.train, network, source, out_dir=out_dir, save=save)
-    if resume:
-        _, weights, _ = read_checkpoint(trainer.checkpoint_path)
-        trainer.load_state(weights)
-    else:
-        if initial is not None:
-            try:
-                network.load_state_dict(initial)
-            except RuntimeError:  # same [model], other value or position sizes
-                raise CheckpointError(f"cannot start from {config.train.init_from}: its tensors do not fit this config's model") from None
-        if trainer.distributed.is_main:
-            with atomic_path(out_dir / "config.toml") as tmp:
-                tmp.write_text(config_to_toml(config))
     all_ranks_stopped_here = False
-    try:
+    try:  # from here on the process group (if any) is closed however the run ends
+        if resume:
+            _, weights, _ = read_checkpoint(trainer.checkpoint_path)
+            trainer.load_state(weights)
+        else:
+            if initial is not None:
+                try:
+                    network.load_state_dict(initial)
+                except RuntimeError:  # same [model], other value or position sizes
+                    raise CheckpointError(f"cannot start from {config.train.init_from}: its tensors do not fit this config's model") from None
+            if trainer.distributed.is_main:
+                with atomic_path(out_dir / "config.toml") as tmp:
+                    tmp.write_text(config_to_toml(config))
         trainer.fit(stop_at=stop_at)
         all_ranks_stopped_here = True
     except TrainingDiverged:
@@ -350,7 +351,7 @@ def train(config, out_dir: str | Path, *, resume: bool = False, stop_at: int | N
             if trainer.distributed.is_main and trainer.history:
                 plot_loss(trainer.history, out_dir / "loss.png", title=f"{config.adapter.name}-{getattr(config.adapter, 'dataset', '')}")
         except Exception as exc:  # never hide the error in flight, nor a finished run, behind a failed plot
-            print(f"warning: loss.png not written ({type(exc).__name__}: {str(exc)[:80]})", file=sys.stderr)
+            print(f"warning: loss.png not written ({type(exc).__name__}: {shortened(str(exc), 80)})", file=sys.stderr)
         finally:
             trainer.distributed.close(wait_for_peers=all_ranks_stopped_here)
     return trainer.checkpoint_path

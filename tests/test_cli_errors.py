@@ -23,7 +23,7 @@ FAST = ["--samples", "1", "--step", "64"]
     [
         ([], "Missing argument 'input'"),
         (["x.png", "--out", "y.png", "--keep", "abc"], "Invalid value for '--keep'"),
-        (["x.png", "--out", "y.png", "--size", "5"], "requires 2 arguments"),
+        (["x.png", "--out", "y.png", "--size", "5"], "requires 2 arguments. (see 'spatialgen complete-image --help')"),
     ],
 )
 def test_usage_errors_are_one_line_from_the_real_entry_point(tmp_path, args, pattern):
@@ -31,6 +31,24 @@ def test_usage_errors_are_one_line_from_the_real_entry_point(tmp_path, args, pat
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and pattern in lines[0], run.stderr
+
+
+def test_a_usage_error_without_a_context_names_the_subcommand():
+    from spatialgen.cli import _command_path
+
+    assert _command_path(["complete-shape", "in.off", "--bounds", "1", "2"]) == "spatialgen complete-shape"
+    assert _command_path(["data", "fetch", "--force"]) == "spatialgen data fetch"
+    assert _command_path(["--verbose", "eval", "eval"]) == "spatialgen eval"
+    assert _command_path(["nonsense", "eval"]) == "spatialgen"
+
+
+def test_long_messages_are_cut_at_a_word():
+    from spatialgen.errors import shortened
+
+    assert shortened("short", 10) == "short"
+    cut = shortened("size mismatch for encoder.layers.0.weight: copying a param", 30)
+    assert cut == "size mismatch for…" and len(cut) <= 30
+    assert shortened("x" * 50, 10) == "x" * 9 + "…"
 
 
 def test_a_fifo_is_refused_instead_of_blocking(tmp_path):

@@ -9,6 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from spatialgen.cli import app
+from spatialgen.errors import InputError
 from spatialgen.jobs.common import EXAMPLES_DIR, shipped_checkpoint
 from tests.conftest import assert_user_error
 
@@ -151,3 +152,11 @@ def test_context_sizes_are_deduplicated_in_order():
     from spatialgen.cli import _parse_ints
 
     assert _parse_ints("64, 16,64,16", "--context") == (64, 16)
+
+
+@pytest.mark.parametrize("text", ["+16", "1_6", "\uff11\uff16", "16,-1", "0x10"])
+def test_context_sizes_are_plain_ascii_digits(text):
+    from spatialgen.cli import _parse_ints
+
+    with pytest.raises(InputError, match="comma-separated integers"):
+        _parse_ints(text, "--context")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spatialgen.errors import InputError, MissingDependency, OutputError
+from spatialgen.errors import InputError, MissingDependency, OutputError, shortened
 from spatialgen.io.atomic import atomic_path
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".off", ".glb")
@@ -73,7 +73,7 @@ def read_mesh(path: str | Path):
         mesh = trimesh.load(str(path), force="mesh", process=True)
     except Exception as exc:  # trimesh raises many types for bad files
         if path.suffix.lower() != ".off":
-            raise InputError(f"cannot read {path} as a mesh ({type(exc).__name__}: {str(exc)[:80]})") from None
+            raise InputError(f"cannot read {path} as a mesh ({type(exc).__name__}: {shortened(str(exc), 80)})") from None
         vertices, faces = read_off(path)
         mesh = trimesh.Trimesh(vertices, faces, process=True)
     if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or len(mesh.vertices) == 0:

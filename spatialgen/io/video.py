@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spatialgen.errors import InputError, MissingDependency, OutputError
+from spatialgen.errors import InputError, MissingDependency, OutputError, shortened
 from spatialgen.io.atomic import _umask, atomic_path, check_writable, require_file
 
 VIDEO_SUFFIXES = (".mp4", ".gif", ".webm")  # or a directory of PNG frames (OUT ending in / or without suffix)
@@ -86,7 +86,7 @@ def read_video(
     except InputError:
         raise
     except Exception as exc:  # av.error.* and friends for broken or non-media files
-        raise InputError(f"cannot decode {path} as a video ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise InputError(f"cannot decode {path} as a video ({type(exc).__name__}: {shortened(str(exc), 80)})") from None
     if not kept:
         raise InputError(f"{path} has no frames after {start:g} s")
     if frames is not None and len(kept) < frames:

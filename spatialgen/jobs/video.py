@@ -19,7 +19,7 @@ import torch
 
 from spatialgen.adapters.video import VideoAdapter
 from spatialgen.api import Model
-from spatialgen.errors import InputError
+from spatialgen.errors import InputError, shortened
 from spatialgen.io.progress import track
 
 PIXEL_FILE_SUFFIXES = (".npz",)
@@ -67,7 +67,7 @@ def probe_size(path: str | Path) -> tuple[int, int]:
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"cannot open {path} as a video ({type(exc).__name__}: {str(exc)[:80]})") from None
+        raise InputError(f"cannot open {path} as a video ({type(exc).__name__}: {shortened(str(exc), 80)})") from None
 
 
 def read_video_context(
