@@ -335,9 +335,12 @@ def _parse_ints(text: str, flag: str) -> tuple[int, ...]:
     parts = [part.strip() for part in text.split(",")]
     if text.strip() and "" in parts:
         raise InputError(f"{flag} has an empty item in '{text}' (write e.g. 1,5,10)")
-    if not all(re.fullmatch(r"[0-9]+", part, flags=re.ASCII) for part in parts if part):  # int() also takes '+16', '1_0', '１６'
-        raise InputError(f"{flag} must be comma-separated integers, got '{text}'")
-    values = tuple(int(part) for part in parts if part)
+    try:
+        if not all(re.fullmatch(r"-?[0-9]+", part) for part in parts if part):  # int() also takes '+16', '1_0', '１６'
+            raise ValueError(text)
+        values = tuple(int(part) for part in parts if part)  # a 5,000-digit number is a ValueError too
+    except ValueError:
+        raise InputError(f"{flag} must be comma-separated integers, got '{text}'") from None
     if not values or min(values) < 0:
         raise InputError(f"{flag} needs one or more integers >= 0, got '{text}'")
     return tuple(dict.fromkeys(values))  # a repeated value would only repeat its rows

@@ -34,9 +34,14 @@ class MissingDependency(UserError, ImportError):
 
 
 def shortened(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` characters at a word boundary, with an ellipsis if cut."""
+    """``text`` cut to at most ``limit`` characters with an ellipsis if cut: at a word boundary
+    when one is near the end, else mid-word (a long path keeps most of its characters)."""
+    if limit < 1:
+        return ""
     if len(text) <= limit:
         return text
     cut = text[: limit - 1]
-    head = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    return head.rstrip(" ,;:") + "…"
+    space = text.rfind(" ", 0, limit)
+    if space > 0 and space >= limit - 1 - max(8, limit // 4):
+        cut = text[:space]
+    return cut.rstrip(" ,;:") + "\u2026"

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from spatialgen.adapters.base import TrainingSource
 from spatialgen.config import TrainConfig
-from spatialgen.errors import CheckpointError, InputError, TrainingDiverged, shortened
+from spatialgen.errors import CheckpointError, ConfigError, InputError, TrainingDiverged, shortened
 from spatialgen.io.atomic import atomic_path
 from spatialgen.model import PixelTransformer
 
@@ -106,6 +106,11 @@ def make_optimizer(network: torch.nn.Module, config: TrainConfig) -> torch.optim
     return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(0.9, 0.95))
 
 
+def world_size() -> int:
+    """How many processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def process_rank() -> int:
     """This process's rank under torchrun (0 for a single process)."""
     return int(os.environ.get("RANK", "0"))
@@ -115,7 +120,7 @@ class Distributed:
     """Rank and world size from torchrun's environment; a no-op for a single process."""
 
     def __init__(self, device: torch.device):
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        self.world_size = world_size()
         self.rank = process_rank()
         self.enabled = self.world_size > 1
         self.device = device
@@ -179,11 +184,10 @@ class Trainer:
     ):
         self.config = config
         self.device = device or resolve_device(config.device, fallback_hint="--set train.device=auto")
+        if config.batch_size % world_size():  # before the process group starts: nothing to tear down
+            raise ConfigError(f"train.batch_size {config.batch_size} is not divisible by {world_size()} processes")
         self.distributed = Distributed(self.device)
         self.device = self.distributed.device
-        if config.batch_size % self.distributed.world_size:
-            self.distributed.close(wait_for_peers=False)
-            raise ValueError(f"batch_size {config.batch_size} is not divisible by {self.distributed.world_size} processes")
         self.network = network.to(self.device)
         self.model = (
             DistributedDataParallel(self.network, device_ids=[self.device] if self.device.type == "cuda" else None)

@@ -42,13 +42,15 @@ def test_a_usage_error_without_a_context_names_the_subcommand():
     assert _command_path(["nonsense", "eval"]) == "spatialgen"
 
 
-def test_long_messages_are_cut_at_a_word():
+def test_long_messages_are_cut_at_a_nearby_word_or_else_mid_word():
     from spatialgen.errors import shortened
 
     assert shortened("short", 10) == "short"
-    cut = shortened("size mismatch for encoder.layers.0.weight: copying a param", 30)
-    assert cut == "size mismatch for…" and len(cut) <= 30
-    assert shortened("x" * 50, 10) == "x" * 9 + "…"
+    assert shortened("hello world foo", 12) == "hello world\u2026"  # the word ending at the limit stays
+    path = "No such file or directory: /home/user/" + "a" * 100
+    assert shortened(path, 80) == path[:79] + "\u2026"  # no space near the end: the path is kept, cut hard
+    assert shortened("x" * 50, 10) == "x" * 9 + "\u2026"
+    assert all(len(shortened(path, n)) <= n for n in range(0, 90))
 
 
 def test_a_fifo_is_refused_instead_of_blocking(tmp_path):

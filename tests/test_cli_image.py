@@ -154,9 +154,11 @@ def test_context_sizes_are_deduplicated_in_order():
     assert _parse_ints("64, 16,64,16", "--context") == (64, 16)
 
 
-@pytest.mark.parametrize("text", ["+16", "1_6", "\uff11\uff16", "16,-1", "0x10"])
+@pytest.mark.parametrize("text", ["+16", "1_6", "\uff11\uff16", "0x10", "9" * 5000])
 def test_context_sizes_are_plain_ascii_digits(text):
     from spatialgen.cli import _parse_ints
 
     with pytest.raises(InputError, match="comma-separated integers"):
         _parse_ints(text, "--context")
+    with pytest.raises(InputError, match=">= 0"):
+        _parse_ints("16,-1", "--context")

@@ -19,7 +19,7 @@ from spatialgen.adapters import get_adapter
 from spatialgen.api import load
 from spatialgen.checkpoint import read_checkpoint, save_checkpoint
 from spatialgen.config import TrainConfig, config_from_dict
-from spatialgen.errors import CheckpointError, InputError, TrainingDiverged
+from spatialgen.errors import CheckpointError, ConfigError, InputError, TrainingDiverged
 from spatialgen.sampling import mean_field
 from spatialgen.signals import GridSignals, read_grid
 from spatialgen.train import context_sizes, learning_rate, make_batch, nll_loss, train
@@ -216,6 +216,15 @@ def test_resume_without_a_run_is_a_checkpoint_error(tmp_path):
     save_checkpoint(tmp_path / "weights-only" / "last.safetensors", make_model(config).network, config, step=2)
     with pytest.raises(CheckpointError, match="last.trainer.pt"):
         train(config, tmp_path / "weights-only", resume=True)
+
+
+def test_a_batch_the_processes_cannot_share_is_refused_before_the_process_group_starts(tmp_path, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setenv("WORLD_SIZE", "3")  # batch_size 4; no peers exist, so starting a group would fail or hang
+    with pytest.raises(ConfigError, match="not divisible by 3 processes"):
+        train(config_from_dict(tiny_config_dict()), tmp_path / "run")
+    assert not dist.is_initialized()
 
 
 def test_checkpoint_loads_with_its_config_and_adapter(tmp_path, tiny_config):
