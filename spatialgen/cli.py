@@ -170,7 +170,7 @@ def complete_shape(
     temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (samples drawn from a mesh, and completions)")] = 0,
     preview: Annotated[Path | None, typer.Option(help="Also write a PNG: input samples, result(s), input mesh")] = None,
-    bounds: Annotated[tuple[float, float, float, float, float, float] | None, typer.Option(help="XMIN YMIN ZMIN XMAX YMAX ZMAX: the region holding the shape (default: from the input)")] = None,
+    bounds: Annotated[tuple[float, float, float, float, float, float] | None, typer.Option(metavar="X0 Y0 Z0 X1 Y1 Z1", help="XMIN YMIN ZMIN XMAX YMAX ZMAX: the region holding the shape (default: from the input)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
 ) -> None:
     """Complete a 3D shape from sparse signed-distance samples and write a mesh in INPUT's units."""
@@ -264,7 +264,7 @@ def complete_function(
     checkpoint: Annotated[Path | None, typer.Option(help="Model checkpoint (default: function-gp, or function-polynomial for --demo polynomial)")] = None,
     demo: Annotated[str | None, typer.Option(help="Draw a random function and keep a few points: polynomial, rbf, matern or periodic")] = None,
     samples: Annotated[int, typer.Option(help="Sample curves drawn autoregressively (coherent functions)")] = 3,
-    x_range: Annotated[tuple[float, float] | None, typer.Option(help="A B: the x range of your data, mapped onto the model's")] = None,
+    x_range: Annotated[tuple[float, float] | None, typer.Option(help="A B: the x range of your data, mapped onto the model's ([-2, 2] for the shipped ones)")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (demo function and samples)")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers (grid, mean, std, samples) as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
@@ -306,7 +306,7 @@ def evaluate(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint to evaluate on its dataset's test split")],
     context: Annotated[str | None, typer.Option(help="Comma-separated context sizes: pixels for images (default 16,64,256), samples for shapes (128,512,2048), percent of pixels kept for videos (1,5,10)")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N test items")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the context pixels")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for the context samples (pixels, SDF samples or points) each item gets")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the numbers as JSON")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
 ) -> None:

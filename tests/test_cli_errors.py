@@ -223,3 +223,26 @@ def test_a_cache_path_with_a_tilde_means_the_home_directory(tmp_path, monkeypatc
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("SPATIALGEN_CACHE", "~/spatialgen-cache")
     assert cache_dir() == tmp_path / "spatialgen-cache"
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_directory_that_takes_no_new_files_is_refused_before_any_work(tmp_path, monkeypatch):
+    import spatialgen.jobs.function as function_job
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the work started before the outputs were checked")
+
+    monkeypatch.setattr(function_job, "complete_function", no_work)
+    png = tmp_path / "f.png"  # /proc passes os.access(W_OK) as root, yet no file can be made there
+    assert_user_error(invoke("complete-function", "--demo", "matern", "--out", png, "--json", "/proc/x.json"), "cannot write /proc/x.json", not_written=png)
+
+
+def test_an_eval_table_in_a_log_keeps_whole_method_names(capsys, monkeypatch):
+    from spatialgen.jobs.evaluate import print_table
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    rows = [{"context": 128, "method": "rbf (thin-plate)", "iou": 0.74, "chamfer_l1": 0.0194, "normal_consistency": 0.83,
+             "seconds": 0.5, "no_surface": 0}]  # fmt: skip
+    print_table({"domain": "sdf", "dataset": "cgal", "split": "test", "items": 7, "rows": rows})
+    out = capsys.readouterr().out
+    assert "rbf (thin-plate)" in out and "normal consistency" in out

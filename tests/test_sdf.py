@@ -454,7 +454,7 @@ def test_coarse_to_fine_decoding_matches_exact_decoding(box_checkpoint):
     rng = np.random.default_rng(0)
     decoder = FieldDecoder(model, rng.uniform(-1, 1, (64, 3)), rng.uniform(-0.5, 0.5, 64))
     R = 65
-    fast = decode_grid(decoder, R, exact_below=12)  # 65 <- 33 <- 17 <- 9 (exact)
+    fast = decode_grid(decoder, R, exact_below=12)  # 65 <- 33 <- 17 <- 14 (exact; 9 would be too coarse for t = 0.5)
     exact = decoder(positions_of(torch.arange(R**3), R)).reshape(R, R, R).numpy()
     near = np.abs(exact) < 0.05
     assert near.any() and (exact < 0).any() and (exact > 0).any()
@@ -462,6 +462,38 @@ def test_coarse_to_fine_decoding_matches_exact_decoding(box_checkpoint):
     assert (np.sign(fast) == np.sign(exact)).mean() > 0.999
     chunked = decoder(positions_of(torch.arange(5000), R), chunk=7)
     torch.testing.assert_close(chunked, torch.as_tensor(exact.reshape(-1)[:5000]), atol=1e-5, rtol=0)
+
+
+def test_a_band_as_wide_as_the_truncation_is_not_refined_but_decoded_from_a_finer_coarse_grid(box_checkpoint):
+    import spatialgen
+    from spatialgen.jobs.shape import coarse_resolution
+
+    # the shipped model (t = 0.1): 64^3 from 32^3 would refine every point (the band, 0.17, is wider than t)
+    assert coarse_resolution(64, exact_below=48, cap=0.1) is None
+    assert coarse_resolution(96, exact_below=48, cap=0.1) == 63  # not 48: its band (0.11) holds every point
+    assert coarse_resolution(128, exact_below=48, cap=0.1) == 64 and coarse_resolution(256, exact_below=48, cap=0.1) == 128
+    model = spatialgen.load(box_checkpoint, device="cpu")  # t = 0.5
+    rng = np.random.default_rng(1)
+    decoder = Counting(FieldDecoder(model, rng.uniform(-1, 1, (64, 3)), rng.uniform(-0.5, 0.5, 64)))
+    R = 25
+    assert coarse_resolution(R, exact_below=12, cap=decoder.cap) == 14  # 13 is too coarse for t = 0.5
+    fast = decode_grid(decoder, R, exact_below=12)
+    assert decoder.queries < R**3  # cheaper than decoding every point
+    exact = decoder(positions_of(torch.arange(R**3), R)).reshape(R, R, R).numpy()
+    near = np.abs(exact) < 0.1
+    assert near.any()
+    np.testing.assert_allclose(fast[near], exact[near], atol=1e-5)
+
+
+class Counting:
+    """A FieldDecoder that counts the positions it is asked for."""
+
+    def __init__(self, decoder: FieldDecoder):
+        self.decoder, self.queries, self.cap = decoder, 0, decoder.cap
+
+    def __call__(self, positions: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.queries += len(positions)
+        return self.decoder(positions, **kwargs)
 
 
 def test_coarse_to_fine_progress_names_the_requested_resolution(box_checkpoint, monkeypatch):
@@ -478,7 +510,7 @@ def test_coarse_to_fine_progress_names_the_requested_resolution(box_checkpoint, 
     model = spatialgen.load(box_checkpoint, device="cpu")
     rng = np.random.default_rng(0)
     decoder = FieldDecoder(model, rng.uniform(-1, 1, (16, 3)), rng.uniform(-0.5, 0.5, 16))
-    decode_grid(decoder, 33, progress=True, exact_below=12)  # 33 <- 17 <- 9 (exact)
+    decode_grid(decoder, 33, progress=True, exact_below=12)  # 33 <- 17 <- 14 (exact)
     assert labels == ["decoding 33^3 (pass 1 of 2)", "decoding 33^3 (pass 2 of 2)"]
 
 

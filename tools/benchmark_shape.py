@@ -25,7 +25,7 @@ class Counting:
     """A FieldDecoder that counts the positions it is asked for."""
 
     def __init__(self, decoder: FieldDecoder):
-        self.decoder, self.queries = decoder, 0
+        self.decoder, self.queries, self.cap = decoder, 0, decoder.cap
 
     def __call__(self, positions: torch.Tensor, **kwargs) -> torch.Tensor:
         self.queries += len(positions)
@@ -44,7 +44,7 @@ def main() -> None:
     shape = next(m for m in meshes if m.name == args.shape) if args.shape else meshes[0]
     points, sdf = adapter.draw_samples(shape.vertices, shape.faces, args.samples, np.random.default_rng(0))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model.name}, shape {shape.name}, K={args.samples}")
-    for resolution in (64, 128, 256):
+    for resolution in (64, 96, 128, 256):
         start = time.perf_counter()
         decoder = Counting(FieldDecoder(model, points, sdf))
         grid = decode_grid(decoder, resolution)

@@ -33,6 +33,9 @@ def check_writable(target: str | Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not os.access(target.parent, os.W_OK):
             raise OutputError(f"cannot write {target}: permission denied")
+        fd, probe = tempfile.mkstemp(prefix=".spatialgen-", suffix=".probe", dir=target.parent)  # what atomic_path will do
+        os.close(fd)
+        os.unlink(probe)
     except OutputError:
         raise
     except (FileExistsError, NotADirectoryError):

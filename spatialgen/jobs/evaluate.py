@@ -50,6 +50,8 @@ def print_table(report: dict) -> None:
     from rich.table import Table
 
     console = Console()  # results go to stdout; progress and errors to stderr
+    if not console.is_terminal:  # a log or pipe has no width: rich's 80 columns would cut method names
+        console = Console(width=max(console.width, 160))
 
     rows = report["rows"]
     group, metrics = table_columns(rows)

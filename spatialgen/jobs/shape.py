@@ -30,6 +30,8 @@ SAMPLE_FILE_SUFFIXES = (".npz", ".csv", ".txt")
 MAX_CONTEXT = 16_384  # encoder self-attention over K samples: beyond this, subsample the input
 MIN_RESOLUTION, MAX_RESOLUTION = 8, 512  # a 512^3 grid is 0.5 GB; marching cubes needs a few times that
 EXACT_BELOW = 48  # grids up to this resolution are decoded exactly everywhere
+BAND_LIMIT = 0.85  # refine only where the band is this share of the truncation or less: saturated points stay out of it
+BAND_SHARE = 0.25  # about this share of a grid lies in the band (21% for the shipped model at 128^3)
 CHUNK = 16_384
 
 
@@ -107,6 +109,7 @@ class FieldDecoder:
 
     def __init__(self, model: Model, points: np.ndarray | torch.Tensor, sdf: np.ndarray | torch.Tensor):
         self.model = model
+        self.cap = float(model.adapter.value_high.max())  # |mean| <= truncation: the bins end there
         self.memory = model.encode(torch.as_tensor(points).float(), torch.as_tensor(sdf).float().reshape(-1, 1))
 
     @torch.no_grad()
@@ -135,26 +138,48 @@ def decode_grid(
 ) -> np.ndarray:
     """The mean field on an R^3 grid over the box, (R, R, R) float32.
 
-    Up to ``exact_below`` points per axis every point is decoded. Above, the grid at half the
-    resolution is made the same way (recursively), upsampled trilinearly, and decoded exactly
+    Up to ``exact_below`` points per axis every point is decoded. Above, a coarser grid (half the
+    resolution, made the same way, recursively) is upsampled trilinearly and decoded exactly
     wherever the upsampled distance is within 1.5 coarse cell diagonals of zero: the surface can
     only lie there, and elsewhere only the sign matters, which the coarse field already has.
     """
-    passes = _refining_passes(resolution, exact_below)
+    passes = _refining_passes(resolution, exact_below, decoder.cap)
 
     def label(R: int) -> str:  # every pass is named after the grid asked for, not the coarse one it refines
-        return f"{description} {resolution}^3" + (f" (pass {_refining_passes(R, exact_below)} of {passes})" if passes > 1 else "")
+        return f"{description} {resolution}^3" + (f" (pass {_refining_passes(R, exact_below, decoder.cap)} of {passes})" if passes > 1 else "")
 
     return _decode_refined(decoder, resolution, label=label, progress=progress, exact_below=exact_below)
 
 
-def _decode_refined(decoder: FieldDecoder, R: int, *, label: Callable[[int], str], progress: bool, exact_below: int) -> np.ndarray:
+def _band(coarse_R: int) -> float:
+    """Where a surface may lie after upsampling a coarse grid: 1.5 of its cell diagonals (box units)."""
+    return 1.5 * math.sqrt(3) * 2 / (coarse_R - 1)
+
+
+def coarse_resolution(R: int, *, exact_below: int, cap: float) -> int | None:
+    """The grid that an R^3 grid is refined from, or None to decode every point of it.
+
+    The predicted distances stop at ``cap`` (the truncation), so a band as wide as that holds
+    every point: refining would decode the whole grid on top of the coarse one. Then the coarse
+    grid is the smallest whose band is well inside ``cap`` — if that costs less than decoding R^3.
+    """
     if R <= exact_below:
+        return None
+    coarse = (R - 1) // 2 + 1
+    if _band(coarse) >= BAND_LIMIT * cap:
+        coarse = math.floor(2 * 1.5 * math.sqrt(3) / (BAND_LIMIT * cap)) + 2
+    if coarse >= R or coarse**3 + R**3 * BAND_SHARE >= R**3:
+        return None
+    return coarse
+
+
+def _decode_refined(decoder: FieldDecoder, R: int, *, label: Callable[[int], str], progress: bool, exact_below: int) -> np.ndarray:
+    coarse_R = coarse_resolution(R, exact_below=exact_below, cap=decoder.cap)
+    if coarse_R is None:
         return decoder(positions_of(torch.arange(R**3), R)).reshape(R, R, R).numpy()
-    coarse_R = (R - 1) // 2 + 1
     coarse = _decode_refined(decoder, coarse_R, label=label, progress=progress, exact_below=exact_below)
     values = F.interpolate(torch.from_numpy(coarse)[None, None], size=(R, R, R), mode="trilinear", align_corners=True)[0, 0]
-    band = 1.5 * math.sqrt(3) * 2 / (coarse_R - 1)
+    band = _band(coarse_R)
     planes = max(1, 4 * CHUNK // (R * R))  # x-planes per slab: a few chunks of queries
     slabs = range(0, R, planes)
     flat = values.view(-1)
@@ -166,9 +191,10 @@ def _decode_refined(decoder: FieldDecoder, R: int, *, label: Callable[[int], str
     return values.numpy()
 
 
-def _refining_passes(resolution: int, exact_below: int) -> int:
+def _refining_passes(resolution: int, exact_below: int, cap: float) -> int:
     """How many band passes ``decode_grid`` makes above its exact coarsest grid."""
-    return 0 if resolution <= exact_below else 1 + _refining_passes((resolution - 1) // 2 + 1, exact_below)
+    coarse = coarse_resolution(resolution, exact_below=exact_below, cap=cap)
+    return 0 if coarse is None else 1 + _refining_passes(coarse, exact_below, cap)
 
 
 def random_grid_points(resolution: int, count: int, seed: int) -> torch.Tensor:
