@@ -218,7 +218,7 @@ def complete_video(
     start: Annotated[float | None, typer.Option(help="Seconds into a video INPUT to start at (default 0)")] = None,
     stride: Annotated[int | None, typer.Option(help="Keep every N-th frame of a video INPUT (default 1)")] = None,
     samples: Annotated[int, typer.Option(help="Write N sampled clips (OUT stem + _0, _1, ...) instead of the mean (a --panel shows one)")] = 0,
-    time_scale: Annotated[int, typer.Option(help="Render M times as many frames, between the input's (slow motion)")] = 1,
+    time_scale: Annotated[int, typer.Option(help="Render M times as many frames, between the input's (same duration; with --fps at the input's rate: M x slow motion)")] = 1,
     panel: Annotated[bool, typer.Option(help="Write observed | mean | sample | ground truth side by side in one clip")] = False,
     fps: Annotated[float | None, typer.Option(help="Frame rate of the written clip (default: the input's x --time-scale)")] = None,
     autoregressive: Annotated[int, typer.Option(help="Values drawn one after another per window and sample (N')")] = 256,
