@@ -31,7 +31,7 @@ from spatialgen.cli import app
 from spatialgen.config import config_from_dict
 from spatialgen.errors import InputError
 from spatialgen.io.mesh import MESH_SUFFIXES, read_mesh, render_preview, signed_distance, surface_from_grid, write_mesh
-from spatialgen.jobs.shape import MAX_CONTEXT, FieldDecoder, decode_grid, positions_of
+from spatialgen.jobs.shape import MAX_CONTEXT, CountingDecoder, FieldDecoder, decode_grid, positions_of
 from spatialgen.metrics import EMPTY_SHAPE_CHAMFER, surface_agreement, volumetric_iou
 from tests.conftest import TINY_MODEL, assert_user_error
 
@@ -474,7 +474,7 @@ def test_a_band_as_wide_as_the_truncation_is_not_refined_but_decoded_from_a_fine
     assert coarse_resolution(128, exact_below=48, cap=0.1) == 64 and coarse_resolution(256, exact_below=48, cap=0.1) == 128
     model = spatialgen.load(box_checkpoint, device="cpu")  # t = 0.5
     rng = np.random.default_rng(1)
-    decoder = Counting(FieldDecoder(model, rng.uniform(-1, 1, (64, 3)), rng.uniform(-0.5, 0.5, 64)))
+    decoder = CountingDecoder(FieldDecoder(model, rng.uniform(-1, 1, (64, 3)), rng.uniform(-0.5, 0.5, 64)))
     R = 25
     assert coarse_resolution(R, exact_below=12, cap=decoder.cap) == 14  # 13 is too coarse for t = 0.5
     fast = decode_grid(decoder, R, exact_below=12)
@@ -483,17 +483,6 @@ def test_a_band_as_wide_as_the_truncation_is_not_refined_but_decoded_from_a_fine
     near = np.abs(exact) < 0.1
     assert near.any()
     np.testing.assert_allclose(fast[near], exact[near], atol=1e-5)
-
-
-class Counting:
-    """A FieldDecoder that counts the positions it is asked for."""
-
-    def __init__(self, decoder: FieldDecoder):
-        self.decoder, self.queries, self.cap = decoder, 0, decoder.cap
-
-    def __call__(self, positions: torch.Tensor, **kwargs) -> torch.Tensor:
-        self.queries += len(positions)
-        return self.decoder(positions, **kwargs)
 
 
 def test_coarse_to_fine_progress_names_the_requested_resolution(box_checkpoint, monkeypatch):

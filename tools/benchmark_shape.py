@@ -18,18 +18,7 @@ import torch
 import spatialgen
 from spatialgen.io.mesh import surface_from_grid
 from spatialgen.jobs.common import shipped_checkpoint
-from spatialgen.jobs.shape import FieldDecoder, decode_grid
-
-
-class Counting:
-    """A FieldDecoder that counts the positions it is asked for."""
-
-    def __init__(self, decoder: FieldDecoder):
-        self.decoder, self.queries, self.cap = decoder, 0, decoder.cap
-
-    def __call__(self, positions: torch.Tensor, **kwargs) -> torch.Tensor:
-        self.queries += len(positions)
-        return self.decoder(positions, **kwargs)
+from spatialgen.jobs.shape import CountingDecoder, FieldDecoder, decode_grid
 
 
 def main() -> None:
@@ -46,7 +35,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model.name}, shape {shape.name}, K={args.samples}")
     for resolution in (64, 96, 128, 256):
         start = time.perf_counter()
-        decoder = Counting(FieldDecoder(model, points, sdf))
+        decoder = CountingDecoder(FieldDecoder(model, points, sdf))
         grid = decode_grid(decoder, resolution)
         decoded = time.perf_counter()
         mesh, _ = surface_from_grid(grid)

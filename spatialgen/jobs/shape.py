@@ -122,6 +122,17 @@ class FieldDecoder:
         return torch.cat(out) if out else torch.zeros(0)
 
 
+class CountingDecoder:
+    """A FieldDecoder that counts the positions it is asked for (benchmarks and tests)."""
+
+    def __init__(self, decoder: FieldDecoder):
+        self.decoder, self.queries, self.cap = decoder, 0, decoder.cap
+
+    def __call__(self, positions: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.queries += len(positions)
+        return self.decoder(positions, **kwargs)
+
+
 def grid_axis(resolution: int) -> torch.Tensor:
     return torch.linspace(-1, 1, resolution)
 
