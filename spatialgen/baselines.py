@@ -20,12 +20,21 @@ def rbf_interpolation(
 ) -> np.ndarray:
     """scipy's RBFInterpolator (thin-plate spline with a linear term); falls back to nearest
     neighbour when there are too few samples for the polynomial term."""
+    interpolant = fit_rbf(positions, values, kernel=kernel)
+    if interpolant is None:
+        return nearest_neighbour(positions, values, queries, fill=fill)
+    return interpolant(queries)
+
+
+def fit_rbf(positions: np.ndarray, values: np.ndarray, *, kernel: str = "thin_plate_spline"):
+    """A fitted scipy RBFInterpolator (call it on (N, d) queries), or None when the samples cannot
+    hold one: too few for the linear term, or degenerate (e.g. collinear)."""
     from scipy.interpolate import RBFInterpolator
 
     dims = positions.shape[1] if positions.ndim == 2 else 1
     if len(positions) < dims + 2:
-        return nearest_neighbour(positions, values, queries, fill=fill)
+        return None
     try:
-        return RBFInterpolator(positions, values, kernel=kernel)(queries)
-    except np.linalg.LinAlgError:  # e.g. collinear samples
-        return nearest_neighbour(positions, values, queries, fill=fill)
+        return RBFInterpolator(positions, values, kernel=kernel)
+    except np.linalg.LinAlgError:
+        return None

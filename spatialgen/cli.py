@@ -171,6 +171,7 @@ def complete_shape(
     seed: Annotated[int, typer.Option(help="Random seed (samples drawn from a mesh, and completions)")] = 0,
     preview: Annotated[Path | None, typer.Option(help="Also write a PNG: input samples, result(s), input mesh")] = None,
     bounds: Annotated[tuple[float, float, float, float, float, float] | None, typer.Option(metavar="X0 Y0 Z0 X1 Y1 Z1", help="XMIN YMIN ZMIN XMAX YMAX ZMAX: the region holding the shape (default: from the input)")] = None,
+    thin_plate: Annotated[float | None, typer.Option(metavar="W", help="Share of a thin-plate spline through the samples in the mean field, 0 to 1 (0 = the network alone; default: the checkpoint's, 0.4 for sdf-cgal)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
 ) -> None:
     """Complete a 3D shape from sparse signed-distance samples and write a mesh in INPUT's units."""
@@ -192,9 +193,11 @@ def complete_shape(
     check_seed(seed)
     if not math.isfinite(temperature):
         raise InputError(f"--temperature must be a finite number, got {temperature}")
+    if thin_plate is not None and not 0 <= thin_plate <= 1:  # also NaN
+        raise InputError(f"--thin-plate must be between 0 and 1, got {thin_plate}")
     model = load_for("sdf", checkpoint, "sdf-cgal", device=device)
     result = run(model, input, num_samples=num_samples, resolution=resolution, samples=samples, n_autoregressive=autoregressive,
-                 step=step, temperature=temperature, seed=seed, bounds=bounds)  # fmt: skip
+                 step=step, temperature=temperature, seed=seed, bounds=bounds, thin_plate_weight=thin_plate)  # fmt: skip
     title = f"{input.name}: {len(result.context.sdf)} SDF samples"
     written = write_completion(result, out, samples=samples, preview=preview, title=title)
     for note in result.notes:

@@ -76,6 +76,8 @@ def test_invalid_values_are_config_errors():
         load_config(MNIST, ["model.dim=30"])  # 4 heads
     with pytest.raises(ConfigError, match="channels"):
         load_config(MNIST, ["adapter.channels=2"])
+    with pytest.raises(ConfigError, match="thin_plate_weight"):
+        load_config(MNIST.parent / "sdf-cgal.toml", ["adapter.thin_plate_weight=1.5"])
 
 
 def test_unknown_key_names_the_key():

@@ -520,6 +520,54 @@ def test_eval_reports_every_method_and_context(box_checkpoint, tmp_path):
     assert "nearest" in result.stdout and out.is_file()  # the table is a result: stdout (progress and notes go to stderr)
 
 
+def test_the_mean_field_blends_the_network_with_a_thin_plate_spline(box_checkpoint):
+    import spatialgen
+    from spatialgen.baselines import rbf_interpolation
+
+    model = spatialgen.load(box_checkpoint, device="cpu")
+    rng = np.random.default_rng(0)
+    points, sdf = rng.uniform(-1, 1, (64, 3)), rng.uniform(-0.7, 0.7, 64)
+    queries = torch.as_tensor(rng.uniform(-1, 1, (500, 3)))
+    network = FieldDecoder(model, points, sdf)(queries)
+    spline = rbf_interpolation(points, sdf[:, None], queries.numpy(), fill=np.ones(1))[:, 0]
+    cap = float(model.adapter.config.truncation)
+    assert np.abs(spline).max() > cap  # the spline is clipped to the network's range below
+    clipped = torch.as_tensor(np.clip(spline, -cap, cap)).float()
+    torch.testing.assert_close(FieldDecoder(model, points, sdf, thin_plate_weight=1.0)(queries), clipped, atol=1e-5, rtol=0)
+    blended = FieldDecoder(model, points, sdf, thin_plate_weight=0.4)(queries, chunk=37)
+    torch.testing.assert_close(blended, 0.6 * network + 0.4 * clipped, atol=1e-5, rtol=0)
+    few = FieldDecoder(model, points[:4], sdf[:4], thin_plate_weight=0.4)  # 4 samples cannot hold a 3-D spline's linear term
+    assert few.weight == 0 and torch.equal(few(queries), FieldDecoder(model, points[:4], sdf[:4])(queries))
+
+
+def test_eval_reports_the_network_alone_beside_a_blended_mean(box_checkpoint):
+    import dataclasses
+
+    import spatialgen
+    from spatialgen.adapters import get_adapter
+    from spatialgen.jobs.shape import METHODS, NETWORK_ALONE, evaluate_sdf_model
+
+    model = spatialgen.load(box_checkpoint, device="cpu")
+    model.adapter = get_adapter(dataclasses.replace(model.adapter.config, thin_plate_weight=0.5))
+    report = evaluate_sdf_model(model, contexts=(64,), limit=1, resolution=24, points=3000, progress=False)
+    assert [r["method"] for r in report["rows"]] == [METHODS[0], NETWORK_ALONE, *METHODS[1:]]
+    assert report["thin_plate_weight"] == 0.5
+    blended, alone = (next(r for r in report["per_shape"] if r["method"] == m) for m in (METHODS[0], NETWORK_ALONE))
+    assert blended["iou"] != alone["iou"]  # the blend is really another field
+
+
+def test_thin_plate_option(tmp_path, box_checkpoint, box_in_user_units):
+    source, truth = box_in_user_units
+    out = tmp_path / "o.ply"
+    result = invoke("complete-shape", source, "--out", out, "--checkpoint", box_checkpoint, "--resolution", 32, "--thin-plate", 0.5)
+    assert result.exit_code == 0, result.stderr
+    assert_matches(trimesh.load(out, force="mesh"), truth)
+    result = invoke("complete-shape", source, "--out", tmp_path / "s.ply", "--checkpoint", box_checkpoint, "--resolution", 16,
+                    "--samples", 1, "--autoregressive", 16, "--thin-plate", 0.5)  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "note: --thin-plate applies to the mean completion only" in result.stdout
+
+
 # --- bad input: one line on stderr, exit code 2, nothing written -----------------------------------------
 def constant_checkpoint(path: Path) -> Path:
     """A tiny model whose prediction is the top bin everywhere: far outside, whatever the input."""
@@ -617,6 +665,8 @@ def test_bounds_rescue_flat_samples(tmp_path, box_checkpoint):
         (["--num-samples", MAX_CONTEXT + 1], "--num-samples must be between 1"),
         (["--samples", -1], "--samples must be between 0 and 64"),
         (["--temperature", -1], "--temperature must be 0 or more"),
+        (["--thin-plate", 1.5], "--thin-plate must be between 0 and 1"),
+        (["--thin-plate", "nan"], "--thin-plate must be between 0 and 1"),
     ],
 )
 def test_bad_options(tmp_path, box_checkpoint, box_in_user_units, options, pattern):

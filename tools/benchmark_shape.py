@@ -3,7 +3,8 @@
     python tools/benchmark_shape.py [--checkpoint data/checkpoints/sdf-cgal.safetensors] [--shape bunny00]
 
 Draws K SDF samples from a test mesh of the checkpoint's dataset, then reports for each grid
-resolution the queries actually decoded (coarse to fine), the decoding time and the marching-cubes
+resolution the queries actually decoded (coarse to fine), the decoding time (the network and, with
+the checkpoint's thin_plate_weight, the thin-plate spline it blends in) and the marching-cubes
 time. Issue 3's target: the whole 128^3 mean completion in <= 30 s on 2 CPU cores.
 """
 
@@ -32,10 +33,12 @@ def main() -> None:
     meshes = adapter.normalised_meshes("test")
     shape = next(m for m in meshes if m.name == args.shape) if args.shape else meshes[0]
     points, sdf = adapter.draw_samples(shape.vertices, shape.faces, args.samples, np.random.default_rng(0))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model.name}, shape {shape.name}, K={args.samples}")
+    weight = adapter.config.thin_plate_weight
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {model.name}, shape {shape.name}, K={args.samples}, "
+          f"thin-plate weight {weight}")  # fmt: skip
     for resolution in (64, 96, 128, 256):
         start = time.perf_counter()
-        decoder = CountingDecoder(FieldDecoder(model, points, sdf))
+        decoder = CountingDecoder(FieldDecoder(model, points, sdf, thin_plate_weight=weight))
         grid = decode_grid(decoder, resolution)
         decoded = time.perf_counter()
         mesh, _ = surface_from_grid(grid)

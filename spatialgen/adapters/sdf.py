@@ -54,6 +54,10 @@ class SdfConfig:
     rotate: bool = True  # random rotation per training item
     scale_range: tuple[float, float] = (0.6, 1.0)  # random scale per training item (log-uniform)
     seed: int = 0  # seed of the cached pools
+    # Inference only (training ignores it): the mean completion's field is (1 - w) x the network's
+    # mean + w x a thin-plate spline through the same samples (clipped to the truncation). 0 = the
+    # network alone. The shipped model's w was chosen on training shapes (configs/sdf-cgal.toml).
+    thin_plate_weight: float = 0.0
 
     def __post_init__(self) -> None:
         from spatialgen.data.meshes import MESH_DATASETS
@@ -74,6 +78,8 @@ class SdfConfig:
             raise ValueError("near_surface_std needs one or more standard deviations >= 0")
         if self.pool_near_surface < 1 or self.pool_uniform < 1:
             raise ValueError("pool sizes must be at least 1")
+        if not 0 <= self.thin_plate_weight <= 1:
+            raise ValueError(f"thin_plate_weight must be in [0, 1], got {self.thin_plate_weight}")
         low, high = self.scale_range
         if not 0 < low <= high or high * self.radius >= 1:
             raise ValueError("scale_range must satisfy 0 < low <= high and high * radius < 1")
@@ -218,7 +224,7 @@ def pool_radius(config: SdfConfig) -> float:
 # --- cached pools ------------------------------------------------------------------------------------
 def pool_key(adapter: SdfAdapter, names: list[str], split: str) -> str:
     c = adapter.config
-    fields = {k: v for k, v in asdict(c).items() if k not in ("name", "truncation", "far_context", "near_surface_fraction", "fraction_jitter", "rotate")}
+    fields = {k: v for k, v in asdict(c).items() if k not in ("name", "truncation", "far_context", "near_surface_fraction", "fraction_jitter", "rotate", "thin_plate_weight")}
     fields.update(split=split, names=names, format=POOL_FORMAT, low_scale=c.scale_range[0])
     fields.pop("scale_range")
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]

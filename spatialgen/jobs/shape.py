@@ -33,6 +33,7 @@ EXACT_BELOW = 48  # grids up to this resolution are decoded exactly everywhere
 BAND_LIMIT = 0.85  # refine only where the band is this share of the truncation or less: saturated points stay out of it
 BAND_SHARE = 0.25  # about this share of a grid lies in the band (21% for the shipped model at 128^3)
 CHUNK = 16_384
+MAX_THIN_PLATE = 2048  # samples the thin-plate part of the mean field is fitted to (a random subset above)
 
 
 @dataclass
@@ -105,12 +106,23 @@ def _sign_notes(sdf: np.ndarray) -> list[str]:
 
 # --- decoding --------------------------------------------------------------------------------------
 class FieldDecoder:
-    """The mean signed distance given one encoded context, at any positions (box units), in chunks."""
+    """The mean signed distance given one encoded context, at any positions (box units), in chunks.
 
-    def __init__(self, model: Model, points: np.ndarray | torch.Tensor, sdf: np.ndarray | torch.Tensor):
+    With ``thin_plate_weight`` w > 0 the field is (1 - w) x the network's mean + w x a thin-plate
+    spline through the same samples, clipped to the truncation like the network's values. The two
+    err in different places (the spline is smooth and exact at the samples; the network knows
+    what shapes look like), so their blend is closer to the truth than either: on the training
+    shapes w = 0.4 raised volumetric IoU at K = 128 and 512 above both (configs/sdf-cgal.toml).
+    """
+
+    def __init__(self, model: Model, points: np.ndarray | torch.Tensor, sdf: np.ndarray | torch.Tensor, *, thin_plate_weight: float = 0.0):
+        if not 0 <= thin_plate_weight <= 1:
+            raise InputError(f"the thin-plate weight must be in [0, 1], got {thin_plate_weight}")
         self.model = model
         self.cap = float(model.adapter.value_high.max())  # |mean| <= truncation: the bins end there
         self.memory = model.encode(torch.as_tensor(points).float(), torch.as_tensor(sdf).float().reshape(-1, 1))
+        self.thin_plate = _thin_plate(points, sdf) if thin_plate_weight > 0 else None
+        self.weight = thin_plate_weight if self.thin_plate is not None else 0.0
 
     @torch.no_grad()
     def __call__(self, positions: torch.Tensor, *, chunk: int = CHUNK) -> torch.Tensor:
@@ -119,7 +131,23 @@ class FieldDecoder:
             query = model.adapter.normalise_positions(positions[start : start + chunk].float().to(model.device))
             head = model.network.decode(self.memory, query[None])
             out.append(model.in_natural_units(model.network.distribution(head)).mean[0, :, 0].cpu())
-        return torch.cat(out) if out else torch.zeros(0)
+        field = torch.cat(out) if out else torch.zeros(0)
+        if self.weight > 0 and len(field):
+            spline = torch.from_numpy(self.thin_plate(positions.double().numpy())[:, 0]).float().clamp(-self.cap, self.cap)
+            field = (1 - self.weight) * field + self.weight * spline
+        return field
+
+
+def _thin_plate(points, sdf):
+    """A thin-plate spline through (at most MAX_THIN_PLATE of) the samples, or None if they cannot hold one."""
+    from spatialgen.baselines import fit_rbf
+
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    sdf = np.asarray(sdf, np.float64).reshape(-1, 1)
+    if len(points) > MAX_THIN_PLATE:  # the fit solves a K x K system: O(K^3) time, O(K^2) memory
+        keep = np.random.default_rng(0).choice(len(points), MAX_THIN_PLATE, replace=False)
+        points, sdf = points[keep], sdf[keep]
+    return fit_rbf(points, sdf)
 
 
 class CountingDecoder:
@@ -227,10 +255,14 @@ def complete_shape(
     temperature: float = 1.0,
     seed: int = 0,
     bounds: tuple[float, ...] | None = None,
+    thin_plate_weight: float | None = None,
     progress: bool = True,
 ) -> ShapeCompletion:
     """The mean completion (``samples == 0``) or ``samples`` autoregressive completions, as meshes
-    in the input's units. Raises before anything is written if any result has no surface."""
+    in the input's units. Raises before anything is written if any result has no surface.
+
+    The mean blends in a thin-plate spline with ``thin_plate_weight`` (default: the checkpoint's,
+    see :class:`FieldDecoder`); samples are the network's own draws, never blended."""
     from spatialgen.sampling import sample_field
 
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
@@ -243,11 +275,22 @@ def complete_shape(
         raise InputError(f"--autoregressive must be between 0 and {MAX_CONTEXT}, got {n_autoregressive}")
     if temperature < 0:
         raise InputError(f"--temperature must be 0 or more, got {temperature}")
+    notes = []
+    if thin_plate_weight is not None and samples > 0:
+        notes.append("--thin-plate applies to the mean completion only: samples are the network's own draws")
+    if thin_plate_weight is None:
+        thin_plate_weight = model.adapter.config.thin_plate_weight
+    if not 0 <= thin_plate_weight <= 1:
+        raise InputError(f"--thin-plate must be between 0 and 1, got {thin_plate_weight}")
     context = read_shape_context(model.adapter, input_path, num_samples=num_samples, seed=seed, bounds=bounds)
+    context.notes += notes
     points, sdf = torch.as_tensor(context.points), torch.as_tensor(context.sdf)[:, None]
     grids, labels = [], []
     if samples == 0:
-        grids.append(decode_grid(FieldDecoder(model, points, sdf), resolution, progress=progress))
+        decoder = FieldDecoder(model, points, sdf, thin_plate_weight=thin_plate_weight)
+        if decoder.weight < thin_plate_weight:
+            context.notes.append(f"no thin-plate spline fits {len(points)} sample(s): the mean is the network's alone")
+        grids.append(decode_grid(decoder, resolution, progress=progress))
         labels.append("mean completion")
     for index in range(samples):
         sample_seed = int(np.random.SeedSequence([seed, index]).generate_state(1)[0])  # < 2**32 for torch
@@ -308,6 +351,7 @@ def write_completion(completion: ShapeCompletion, out: str | Path, *, samples: i
 
 # --- evaluation --------------------------------------------------------------------------------------
 METHODS = ("spatialgen", "rbf (thin-plate)", "nearest neighbour")
+NETWORK_ALONE = "spatialgen, network alone"  # a row of its own when the mean blends in a thin-plate spline
 
 
 def evaluate_sdf_model(
@@ -331,7 +375,9 @@ def evaluate_sdf_model(
         if not 1 <= K <= MAX_CONTEXT:
             raise InputError(f"context size {K} is outside 1..{MAX_CONTEXT}")
     grid = positions_of(torch.arange(resolution**3), resolution).numpy()
-    scores = {(K, m): {"iou": [], "chamfer_l1": [], "normal_consistency": [], "seconds": [], "failures": 0} for K in contexts for m in METHODS}
+    weight = adapter.config.thin_plate_weight
+    methods = (METHODS[0], NETWORK_ALONE, *METHODS[1:]) if weight > 0 else METHODS
+    scores = {(K, m): {"iou": [], "chamfer_l1": [], "normal_consistency": [], "seconds": [], "failures": 0} for K in contexts for m in methods}
     per_shape = []
     for index, shape in enumerate(track(meshes, description="eval shapes", total=len(meshes), enabled=progress)):
         rng = np.random.default_rng([seed, index])
@@ -341,9 +387,9 @@ def evaluate_sdf_model(
         unit = 1 / float(np.ptp(shape.vertices, axis=0).max())
         for K in contexts:
             ctx_points, raw_sdf = adapter.draw_samples(shape.vertices, shape.faces, K, np.random.default_rng([seed, index, K]))
-            for method in METHODS:
+            for method in methods:
                 start = time.perf_counter()  # every method gets the distances whole (the model's adapter clips or compresses them)
-                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution)
+                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution, weight)
                 mesh = _surface_or_none(values)
                 seconds = time.perf_counter() - start  # the time to make the mesh
                 inside = field_at(probe) < 0
@@ -364,16 +410,17 @@ def evaluate_sdf_model(
     ]
     return {
         "domain": "sdf", "dataset": adapter.config.dataset, "split": "test", "items": len(meshes), "seed": seed,
-        "resolution": resolution, "points": points, "shapes": [m.name for m in meshes], "rows": rows, "per_shape": per_shape,
+        "resolution": resolution, "points": points, "shapes": [m.name for m in meshes], "thin_plate_weight": weight,
+        "rows": rows, "per_shape": per_shape,
     }  # fmt: skip
 
 
-def _method_field(method: str, model: Model, points: np.ndarray, sdf: np.ndarray, grid: np.ndarray, resolution: int):
+def _method_field(method: str, model: Model, points: np.ndarray, sdf: np.ndarray, grid: np.ndarray, resolution: int, weight: float):
     """-> (a function positions (N, 3) -> signed distances (N,), the field on the grid (R, R, R))."""
     from spatialgen.baselines import nearest_neighbour, rbf_interpolation
 
-    if method == "spatialgen":
-        decoder = FieldDecoder(model, points, sdf)
+    if method in (METHODS[0], NETWORK_ALONE):
+        decoder = FieldDecoder(model, points, sdf, thin_plate_weight=weight if method == METHODS[0] else 0.0)
         return (lambda queries: decoder(torch.as_tensor(queries)).numpy()), decode_grid(decoder, resolution)
     interpolate = rbf_interpolation if method.startswith("rbf") else nearest_neighbour
     fill = np.full(1, model.adapter.config.truncation)  # used only without samples: "outside"
