@@ -228,6 +228,7 @@ def complete_video(
     step: Annotated[int, typer.Option(help="Values drawn per encoder pass while sampling (1 = exact, slower)")] = 16,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (scales logits and std)")] = 1.0,
     seed: Annotated[int, typer.Option(help="Random seed (kept pixels and samples)")] = 0,
+    trilinear: Annotated[float | None, typer.Option(metavar="W", help="Share of trilinear interpolation of the kept pixels in the mean clip, 0 to 1 (0 = the network alone; default: the checkpoint's)")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or mps")] = "auto",
 ) -> None:
     """Complete a video from scattered pixels: the mean clip, samples, or a comparison panel."""
@@ -245,13 +246,17 @@ def complete_video(
         check_video_output(path)  # before any work
     if fps is not None and not (math.isfinite(fps) and 0.1 <= fps <= 1000):
         raise InputError(f"--fps must be between 0.1 and 1000 frames per second, got {fps}")
+    if trilinear is not None and not 0 <= trilinear <= 1:  # also NaN
+        raise InputError(f"--trilinear must be between 0 and 1, got {trilinear}")
     model = load_for("video", checkpoint, "video-skvideo", device=device)
     context = read_video_context(model.adapter, input, keep=keep, frames=frames, size=size, start=start, stride=stride, seed=seed)
     for note in context.notes:  # before the work: a note may explain an error that follows
         say(f"note: {note}")
     said = len(context.notes)
-    result = run(model, context, samples=1 if panel else samples, time_scale=time_scale,
-                 n_autoregressive=autoregressive, step=step, temperature=temperature, seed=seed)  # fmt: skip
+    if trilinear is not None and samples > 0 and not panel:
+        say("note: --trilinear applies to the mean clip only: samples are the network's own draws")
+    result = run(model, context, samples=1 if panel else samples, time_scale=time_scale, n_autoregressive=autoregressive,
+                 step=step, temperature=temperature, seed=seed, trilinear_weight=trilinear)  # fmt: skip
     for note in context.notes[said:]:
         say(f"note: {note}")
     for path in write_completion(result, out, panel=panel, fps=fps):

