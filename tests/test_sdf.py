@@ -540,6 +540,50 @@ def test_the_mean_field_blends_the_network_with_a_thin_plate_spline(box_checkpoi
     assert few.weight == 0 and torch.equal(few(queries), FieldDecoder(model, points[:4], sdf[:4])(queries))
 
 
+@pytest.mark.parametrize("layout", ["slanted plane", "line", "near pairs"])
+def test_no_thin_plate_where_the_samples_cannot_hold_a_stable_one(tmp_path, box_checkpoint, layout):
+    rng = np.random.default_rng(1)
+    a, b = rng.uniform(-1, 1, (2, 150))
+    if layout == "slanted plane":  # a sphere's distances sampled on z = 0.3x - 0.7y + 0.1: the spline is free across the plane
+        points = np.c_[a, b, 0.3 * a - 0.7 * b + 0.1]
+    elif layout == "line":
+        points = np.c_[a, 2 * a, 3 * a] + 0.2
+    else:  # pairs 1e-7 apart with distances 0.3 apart: the spline swings far beyond any distance
+        first = rng.uniform(-1, 1, (75, 3))
+        points = np.r_[first, first + 1e-7]
+    sdf = np.linalg.norm(points, axis=1) - 0.5
+    if layout == "near pairs":
+        sdf[75:] += 0.3
+    from spatialgen.jobs.shape import _thin_plate
+
+    assert _thin_plate(points / np.abs(points).max() * 0.9, sdf) is None
+    np.savetxt(tmp_path / "s.csv", np.c_[points, sdf], delimiter=",")
+    result = invoke("complete-shape", tmp_path / "s.csv", "--out", tmp_path / "o.obj", "--checkpoint", box_checkpoint,
+                    "--resolution", 16, "--bounds", -2, -2, -2, 2, 2, 2, "--thin-plate", 0.5)  # fmt: skip
+    assert "note: no stable thin-plate spline fits these 150 sample(s)" in result.stdout, (result.stdout, result.stderr)
+
+
+def test_a_real_shape_keeps_its_thin_plate():
+    from spatialgen.jobs.shape import _thin_plate
+
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (300, 3))
+    assert _thin_plate(points, np.linalg.norm(points, axis=1) - 0.5) is not None
+
+
+def test_text_meshes_keep_the_digits_of_tiny_shapes(tmp_path):
+    from spatialgen.io.mesh import write_mesh
+
+    mesh = trimesh.creation.icosphere(subdivisions=1)
+    mesh.vertices *= 1e-12
+    for suffix in ("obj", "off"):
+        write_mesh(mesh, tmp_path / f"tiny.{suffix}")
+        text = (tmp_path / f"tiny.{suffix}").read_text()
+        rows = [line.split()[-3:] for line in text.splitlines() if line.startswith("v ")] if suffix == "obj" else [
+            line.split() for line in text.splitlines()[2:2 + len(mesh.vertices)]]  # fmt: skip
+        np.testing.assert_allclose(np.array(rows, float), mesh.vertices, rtol=0, atol=1e-19)
+
+
 def test_eval_reports_the_network_alone_beside_a_blended_mean(box_checkpoint):
     import dataclasses
 
@@ -667,6 +711,7 @@ def test_bounds_rescue_flat_samples(tmp_path, box_checkpoint):
         (["--temperature", -1], "--temperature must be 0 or more"),
         (["--thin-plate", 1.5], "--thin-plate must be between 0 and 1"),
         (["--thin-plate", "nan"], "--thin-plate must be between 0 and 1"),
+        (["--bounds", -1e300, -1e300, -1e300, 1e300, 1e300, 1e300], "--bounds spans more than"),
     ],
 )
 def test_bad_options(tmp_path, box_checkpoint, box_in_user_units, options, pattern):

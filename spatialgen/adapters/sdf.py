@@ -36,6 +36,7 @@ from spatialgen.adapters.base import Adapter, TrainingSource
 from spatialgen.errors import InputError
 
 POOL_FORMAT = 1  # bump when the cached pools' content changes meaning
+MAX_EXTENT = 1e100  # user units: beyond, distances and the box's scale overflow (norms of 1e300-wide boxes are inf)
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,10 @@ class Frame:
         points = np.asarray(points, np.float64)
         low, high = points.min(0), points.max(0)
         centre = (low + high) / 2
-        reach = float(np.linalg.norm(points - centre, axis=1).max())
         extent = high - low
+        if not np.isfinite(extent).all() or extent.max() > MAX_EXTENT:
+            raise InputError(f"{what} span more than {MAX_EXTENT:g} units: rescale them (distances too) before completing")
+        reach = float(np.linalg.norm(points - centre, axis=1).max())
         if reach <= 0 or not np.isfinite(reach):
             raise InputError(f"degenerate bounding box: {what} are all at one point")
         if extent.min() <= 1e-9 * extent.max():
@@ -122,6 +125,8 @@ class Frame:
         low, high = values[:3], values[3:]
         if (high <= low).any():
             raise InputError(f"--bounds: each max must exceed its min, got min {low.tolist()} and max {high.tolist()}")
+        if not np.isfinite(high - low).all() or (high - low).max() > MAX_EXTENT:
+            raise InputError(f"--bounds spans more than {MAX_EXTENT:g} units: rescale the samples (distances too) first")
         return Frame((low + high) / 2, float(np.linalg.norm(high - low) / 2) / radius)
 
 

@@ -231,9 +231,15 @@ def write_mesh(mesh, path: str | Path) -> None:
     """Write ``mesh`` in the format its suffix names (.obj .ply .stl .off .glb), atomically."""
     check_mesh_suffix(path)
     path = Path(path)
+    file_type = path.suffix.lower().lstrip(".")
+    options = {}
+    if file_type in ("obj", "off") and len(mesh.vertices):  # text formats write fixed-point decimals: keep ~8 significant digits
+        extent = float(np.ptp(np.asarray(mesh.vertices), axis=0).max())
+        if extent > 0:
+            options["digits"] = int(np.clip(8 - np.floor(np.log10(extent)), 8 if file_type == "obj" else 10, 60))
     with atomic_path(path) as tmp:
         try:
-            mesh.export(str(tmp), file_type=path.suffix.lower().lstrip("."))
+            mesh.export(str(tmp), file_type=file_type, **options)
         except OSError as exc:
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 

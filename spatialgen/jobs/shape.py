@@ -139,7 +139,10 @@ class FieldDecoder:
 
 
 def _thin_plate(points, sdf):
-    """A thin-plate spline through (at most MAX_THIN_PLATE of) the samples, or None if they cannot hold one."""
+    """A thin-plate spline through (at most MAX_THIN_PLATE of) the samples (box units), or None
+    where the samples cannot hold a trustworthy one: too few, (nearly) flat or on a line, or so
+    close together with different distances that the spline swings far beyond any distance in
+    the box (it would shift the whole field)."""
     from spatialgen.baselines import fit_rbf
 
     points = np.asarray(points, np.float64).reshape(-1, 3)
@@ -147,7 +150,17 @@ def _thin_plate(points, sdf):
     if len(points) > MAX_THIN_PLATE:  # the fit solves a K x K system: O(K^3) time, O(K^2) memory
         keep = np.random.default_rng(0).choice(len(points), MAX_THIN_PLATE, replace=False)
         points, sdf = points[keep], sdf[keep]
-    return fit_rbf(points, sdf)
+    if len(points) < 5:
+        return None
+    spread = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
+    if spread[-1] < 1e-3 * spread[0]:  # flat or linear: the spline is free across the missing direction
+        return None
+    spline = fit_rbf(points, sdf)
+    if spline is None:
+        return None
+    probes = np.random.default_rng(0).uniform(-1, 1, size=(2000, 3))
+    unstable = np.abs(spline(points) - sdf).max() > 1e-4 or np.abs(spline(probes)).max() > 10  # box distances are < 3.5
+    return None if unstable else spline
 
 
 class CountingDecoder:
@@ -289,7 +302,7 @@ def complete_shape(
     if samples == 0:
         decoder = FieldDecoder(model, points, sdf, thin_plate_weight=thin_plate_weight)
         if decoder.weight < thin_plate_weight:
-            context.notes.append(f"no thin-plate spline fits {len(points)} sample(s): the mean is the network's alone")
+            context.notes.append(f"no stable thin-plate spline fits these {len(points)} sample(s) (too few, flat, on a line or nearly coincident): the mean is the network's alone")
         grids.append(decode_grid(decoder, resolution, progress=progress))
         labels.append("mean completion")
     for index in range(samples):
