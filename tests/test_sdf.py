@@ -563,6 +563,15 @@ def test_no_thin_plate_where_the_samples_cannot_hold_a_stable_one(tmp_path, box_
     assert "note: no stable thin-plate spline fits these 150 sample(s)" in result.stdout, (result.stdout, result.stderr)
 
 
+def test_float32_formats_warn_far_from_the_origin(tmp_path):
+    from spatialgen.jobs.shape import _float32_note
+
+    mesh = trimesh.creation.icosphere(subdivisions=1)
+    assert _float32_note(mesh, tmp_path / "a.stl") is None
+    mesh.vertices += [5e6, 1e7, 0]
+    assert "float32" in _float32_note(mesh, tmp_path / "a.glb") and _float32_note(mesh, tmp_path / "a.obj") is None
+
+
 def test_a_real_shape_keeps_its_thin_plate():
     from spatialgen.jobs.shape import _thin_plate
 

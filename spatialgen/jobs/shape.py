@@ -351,6 +351,9 @@ def write_completion(completion: ShapeCompletion, out: str | Path, *, samples: i
 
     paths = output_paths(out, samples)
     for mesh, path in zip(completion.meshes, paths):
+        note = _float32_note(mesh, path)
+        if note and note not in completion.notes:
+            completion.notes.append(note)
         write_mesh(mesh, path)
     if preview is not None:
         context = completion.context
@@ -360,6 +363,18 @@ def write_completion(completion: ShapeCompletion, out: str | Path, *, samples: i
             panels.append(("input mesh", context.truth))
         render_preview(panels, preview, title=title)
     return paths
+
+
+def _float32_note(mesh, path: Path) -> str | None:
+    """.ply, .stl and .glb store float32 vertices (7 significant digits): far from the origin,
+    relative to the shape's size, they snap to a coarse lattice. Say so; .obj keeps them."""
+    if path.suffix.lower() not in (".ply", ".stl", ".glb") or not len(mesh.vertices):
+        return None
+    vertices = np.asarray(mesh.vertices)
+    extent = float(np.ptp(vertices, axis=0).max())
+    if extent > 0 and np.abs(vertices).max() > 1e4 * extent:
+        return f"{path.suffix.lower()} stores float32: this shape lies far from the origin for its size and its vertices lose precision (use .obj)"
+    return None
 
 
 # --- evaluation --------------------------------------------------------------------------------------
