@@ -221,6 +221,19 @@ def test_the_mean_blends_the_network_with_trilinear_interpolation(video_checkpoi
         complete_video(model, context, trilinear_weight=1.5, progress=False)
 
 
+def test_no_trilinear_blend_where_the_pixels_span_no_volume(video_checkpoint):
+    import spatialgen
+
+    model = spatialgen.load(video_checkpoint, device="cpu")
+    clip = panning_clip("coffee", 4, 10, 14)
+    positions, colours = model.adapter.keep_random_pixels(clip[:1], 0.5, torch.Generator().manual_seed(0))  # all on frame 0
+    context = VideoContext(positions, colours, (4, 10, 14), FPS)
+    blended = complete_video(model, context, trilinear_weight=0.5, progress=False)
+    assert any("span no volume" in note for note in context.notes)
+    alone = complete_video(model, VideoContext(positions, colours, (4, 10, 14), FPS), trilinear_weight=0.0, progress=False)
+    np.testing.assert_allclose(blended.mean, alone.mean)
+
+
 def test_eval_reports_the_network_alone_beside_a_blended_mean(video_checkpoint):
     import dataclasses
 

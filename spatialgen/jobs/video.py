@@ -25,7 +25,9 @@ from spatialgen.io.progress import track
 PIXEL_FILE_SUFFIXES = (".npz",)
 MAX_PIXELS = 64 * 1024 * 1024  # output pixels (T' * H * W); beyond this the clip is refused, not swapped
 MAX_CONTEXT_PER_WINDOW = 8192  # encoder attention is quadratic in the kept pixels of one window
-MAX_TRILINEAR = 400_000  # kept pixels the trilinear part of the mean is triangulated over (Delaunay in 3-D)
+MAX_TRILINEAR = 20_000  # kept pixels the trilinear part of the mean is triangulated over: 3-D Delaunay of a dense lattice
+                        # grows ~quadratically (16k pixels 7 s, 32k 39 s); that many pixels leave the network little to gain
+MIN_HULL_SHARE = 0.5  # blend only where the kept pixels' convex hull covers at least this share of the clip
 
 
 @dataclass
@@ -239,8 +241,13 @@ def complete_video(
     if trilinear_weight > 0 and len(context.positions) > MAX_TRILINEAR:
         context.notes.append(f"more than {MAX_TRILINEAR:,} kept pixels: the mean is the network's alone (no trilinear blend)")
     elif trilinear_weight > 0:
-        interpolated = trilinear_clip(context.positions.numpy(), context.colours.numpy(), context.shape, time_scale=time_scale)
-        mean = (1 - trilinear_weight) * mean + trilinear_weight * interpolated
+        interpolated = trilinear_clip(context.positions.numpy(), context.colours.numpy(), context.shape, time_scale=time_scale,
+                                      min_hull_share=MIN_HULL_SHARE)  # fmt: skip
+        if interpolated is None:
+            context.notes.append("the kept pixels span no volume in (t, y, x) (one frame, row or line, or too few): "
+                                 "the mean is the network's alone (no trilinear blend)")  # fmt: skip
+        else:
+            mean = (1 - trilinear_weight) * mean + trilinear_weight * interpolated
     result = VideoCompletion(context, time_scale, mean, (var / total).sqrt().numpy())
     for index in range(samples):
         drawn_pos, drawn_val = [context.positions], [context.colours]
@@ -399,10 +406,15 @@ def evaluate_video_model(
             "clips": [name for name, _ in clips], "seed": seed, "trilinear_weight": weight, "rows": rows}  # fmt: skip
 
 
-def trilinear_clip(positions: np.ndarray, colours: np.ndarray, shape: tuple[int, int, int], *, time_scale: int = 1) -> np.ndarray:
+def trilinear_clip(
+    positions: np.ndarray, colours: np.ndarray, shape: tuple[int, int, int], *, time_scale: int = 1, min_hull_share: float | None = None
+) -> np.ndarray | None:
     """Trilinear (Delaunay) interpolation of scattered pixels over a clip's grid, (T', H, W, 3);
-    nearest neighbour outside the pixels' convex hull, or everywhere when they cannot be triangulated."""
+    nearest neighbour outside the pixels' convex hull, or everywhere when they cannot be
+    triangulated (the baseline). With ``min_hull_share``, None instead when they cannot be
+    triangulated or their hull covers less than that share of the grid."""
     from scipy.interpolate import LinearNDInterpolator
+    from scipy.spatial import QhullError
 
     from spatialgen.baselines import nearest_neighbour
 
@@ -412,9 +424,11 @@ def trilinear_clip(positions: np.ndarray, colours: np.ndarray, shape: tuple[int,
     nearest = nearest_neighbour(positions, colours, grid, fill=np.full(3, 0.5))
     try:
         linear = LinearNDInterpolator(positions, colours)(grid)  # NaN outside the samples' convex hull
-    except Exception:  # scipy's QhullError: too few or coplanar samples for a triangulation
-        return nearest.reshape(out_shape)
+    except (QhullError, ValueError):  # too few, coplanar or collinear samples for a triangulation
+        return None if min_hull_share is not None else nearest.reshape(out_shape)
     outside = np.isnan(linear).any(axis=1)
+    if min_hull_share is not None and 1 - outside.mean() < min_hull_share:
+        return None
     linear[outside] = nearest[outside]
     return linear.reshape(out_shape)
 
