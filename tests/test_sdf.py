@@ -572,6 +572,24 @@ def test_float32_formats_warn_far_from_the_origin(tmp_path):
     assert "float32" in _float32_note(mesh, tmp_path / "a.glb") and _float32_note(mesh, tmp_path / "a.obj") is None
 
 
+def test_few_samples_get_the_network_alone(tmp_path, box_checkpoint):
+    import dataclasses
+
+    import spatialgen
+    from spatialgen.adapters import get_adapter
+    from spatialgen.jobs.shape import complete_shape
+
+    model = spatialgen.load(box_checkpoint, device="cpu")
+    model.adapter = get_adapter(dataclasses.replace(model.adapter.config, thin_plate_weight=0.5, thin_plate_min_samples=32))
+    rng = np.random.default_rng(0)
+    points = rng.uniform(-1, 1, (40, 3))
+    sdf = np.linalg.norm(points, axis=1) - 0.6
+    for count, said in ((20, True), (40, False)):
+        np.savetxt(tmp_path / "s.csv", np.c_[points[:count], sdf[:count]], delimiter=",")
+        result = complete_shape(model, tmp_path / "s.csv", resolution=16, progress=False)
+        assert any(note.startswith("fewer than 32 samples") for note in result.notes) == said, result.notes
+
+
 def test_a_real_shape_keeps_its_thin_plate():
     from spatialgen.jobs.shape import _thin_plate
 

@@ -59,6 +59,7 @@ class SdfConfig:
     # mean + w x a thin-plate spline through the same samples (clipped to the truncation). 0 = the
     # network alone. The shipped model's w was chosen on training shapes (configs/sdf-cgal.toml).
     thin_plate_weight: float = 0.0
+    thin_plate_min_samples: int = 0  # ... only from this many samples on (a spline through very few hurts)
 
     def __post_init__(self) -> None:
         from spatialgen.data.meshes import MESH_DATASETS
@@ -81,6 +82,8 @@ class SdfConfig:
             raise ValueError("pool sizes must be at least 1")
         if not 0 <= self.thin_plate_weight <= 1:
             raise ValueError(f"thin_plate_weight must be in [0, 1], got {self.thin_plate_weight}")
+        if self.thin_plate_min_samples < 0:
+            raise ValueError(f"thin_plate_min_samples must be 0 or more, got {self.thin_plate_min_samples}")
         low, high = self.scale_range
         if not 0 < low <= high or high * self.radius >= 1:
             raise ValueError("scale_range must satisfy 0 < low <= high and high * radius < 1")
@@ -229,7 +232,7 @@ def pool_radius(config: SdfConfig) -> float:
 # --- cached pools ------------------------------------------------------------------------------------
 def pool_key(adapter: SdfAdapter, names: list[str], split: str) -> str:
     c = adapter.config
-    fields = {k: v for k, v in asdict(c).items() if k not in ("name", "truncation", "far_context", "near_surface_fraction", "fraction_jitter", "rotate", "thin_plate_weight")}
+    fields = {k: v for k, v in asdict(c).items() if k not in ("name", "truncation", "far_context", "near_surface_fraction", "fraction_jitter", "rotate", "thin_plate_weight", "thin_plate_min_samples")}
     fields.update(split=split, names=names, format=POOL_FORMAT, low_scale=c.scale_range[0])
     fields.pop("scale_range")
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]

@@ -300,6 +300,10 @@ def complete_shape(
     points, sdf = torch.as_tensor(context.points), torch.as_tensor(context.sdf)[:, None]
     grids, labels = [], []
     if samples == 0:
+        fewest = model.adapter.config.thin_plate_min_samples
+        if thin_plate_weight > 0 and len(points) < fewest:
+            context.notes.append(f"fewer than {fewest} samples: the mean is the network's alone (a thin-plate spline through so few makes it worse)")
+            thin_plate_weight = 0.0
         decoder = FieldDecoder(model, points, sdf, thin_plate_weight=thin_plate_weight)
         if decoder.weight < thin_plate_weight:
             context.notes.append(f"no stable thin-plate spline fits these {len(points)} sample(s) (too few, flat, on a line or nearly coincident): the mean is the network's alone")
@@ -417,7 +421,8 @@ def evaluate_sdf_model(
             ctx_points, raw_sdf = adapter.draw_samples(shape.vertices, shape.faces, K, np.random.default_rng([seed, index, K]))
             for method in methods:
                 start = time.perf_counter()  # every method gets the distances whole (the model's adapter clips or compresses them)
-                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution, weight)
+                blend = weight if K >= adapter.config.thin_plate_min_samples else 0.0  # as complete_shape decides
+                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution, blend)
                 mesh = _surface_or_none(values)
                 seconds = time.perf_counter() - start  # the time to make the mesh
                 inside = field_at(probe) < 0
