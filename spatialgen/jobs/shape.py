@@ -116,12 +116,18 @@ class FieldDecoder:
     """
 
     def __init__(self, model: Model, points: np.ndarray | torch.Tensor, sdf: np.ndarray | torch.Tensor, *, thin_plate_weight: float = 0.0):
-        if not 0 <= thin_plate_weight <= 1:
-            raise InputError(f"the thin-plate weight must be in [0, 1], got {thin_plate_weight}")
         self.model = model
         self.cap = float(model.adapter.value_high.max())  # |mean| <= truncation: the bins end there
         self.memory = model.encode(torch.as_tensor(points).float(), torch.as_tensor(sdf).float().reshape(-1, 1))
-        self.thin_plate = _thin_plate(points, sdf) if thin_plate_weight > 0 else None
+        self.thin_plate, self.without_thin_plate = None, None  # the spline, or why the network is alone despite w > 0
+        fewest = model.adapter.config.thin_plate_min_samples
+        if thin_plate_weight > 0 and len(points) < fewest:
+            self.without_thin_plate = f"fewer than {fewest} samples: the mean is the network's alone (a thin-plate spline through so few makes it worse)"
+        elif thin_plate_weight > 0:
+            self.thin_plate = _thin_plate(points, sdf)
+            if self.thin_plate is None:
+                self.without_thin_plate = (f"no stable thin-plate spline fits these {len(points)} sample(s) (too few, flat, on a line "
+                                           "or nearly coincident): the mean is the network's alone")  # fmt: skip
         self.weight = thin_plate_weight if self.thin_plate is not None else 0.0
 
     @torch.no_grad()
@@ -150,13 +156,11 @@ def _thin_plate(points, sdf):
     if len(points) > MAX_THIN_PLATE:  # the fit solves a K x K system: O(K^3) time, O(K^2) memory
         keep = np.random.default_rng(0).choice(len(points), MAX_THIN_PLATE, replace=False)
         points, sdf = points[keep], sdf[keep]
-    if len(points) < 5:
+    spline = fit_rbf(points, sdf)
+    if spline is None:
         return None
     spread = np.linalg.svd(points - points.mean(axis=0), compute_uv=False)
     if spread[-1] < 1e-3 * spread[0]:  # flat or linear: the spline is free across the missing direction
-        return None
-    spline = fit_rbf(points, sdf)
-    if spline is None:
         return None
     probes = np.random.default_rng(0).uniform(-1, 1, size=(2000, 3))
     unstable = np.abs(spline(points) - sdf).max() > 1e-4 or np.abs(spline(probes)).max() > 10  # box distances are < 3.5
@@ -300,13 +304,9 @@ def complete_shape(
     points, sdf = torch.as_tensor(context.points), torch.as_tensor(context.sdf)[:, None]
     grids, labels = [], []
     if samples == 0:
-        fewest = model.adapter.config.thin_plate_min_samples
-        if thin_plate_weight > 0 and len(points) < fewest:
-            context.notes.append(f"fewer than {fewest} samples: the mean is the network's alone (a thin-plate spline through so few makes it worse)")
-            thin_plate_weight = 0.0
         decoder = FieldDecoder(model, points, sdf, thin_plate_weight=thin_plate_weight)
-        if decoder.weight < thin_plate_weight:
-            context.notes.append(f"no stable thin-plate spline fits these {len(points)} sample(s) (too few, flat, on a line or nearly coincident): the mean is the network's alone")
+        if decoder.without_thin_plate:
+            context.notes.append(decoder.without_thin_plate)
         grids.append(decode_grid(decoder, resolution, progress=progress))
         labels.append("mean completion")
     for index in range(samples):
@@ -421,8 +421,7 @@ def evaluate_sdf_model(
             ctx_points, raw_sdf = adapter.draw_samples(shape.vertices, shape.faces, K, np.random.default_rng([seed, index, K]))
             for method in methods:
                 start = time.perf_counter()  # every method gets the distances whole (the model's adapter clips or compresses them)
-                blend = weight if K >= adapter.config.thin_plate_min_samples else 0.0  # as complete_shape decides
-                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution, blend)
+                field_at, values = _method_field(method, model, ctx_points, raw_sdf, grid, resolution, weight)
                 mesh = _surface_or_none(values)
                 seconds = time.perf_counter() - start  # the time to make the mesh
                 inside = field_at(probe) < 0

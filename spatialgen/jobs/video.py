@@ -421,15 +421,16 @@ def trilinear_clip(
     T, H, W = shape
     grid = VideoAdapter.grid_positions(T, H, W, time_scale=time_scale).numpy()
     out_shape = ((T - 1) * time_scale + 1, H, W, 3)
-    nearest = nearest_neighbour(positions, colours, grid, fill=np.full(3, 0.5))
+    fill = np.full(3, 0.5)
     try:
         linear = LinearNDInterpolator(positions, colours)(grid)  # NaN outside the samples' convex hull
     except (QhullError, ValueError):  # too few, coplanar or collinear samples for a triangulation
-        return None if min_hull_share is not None else nearest.reshape(out_shape)
+        return None if min_hull_share is not None else nearest_neighbour(positions, colours, grid, fill=fill).reshape(out_shape)
     outside = np.isnan(linear).any(axis=1)
     if min_hull_share is not None and 1 - outside.mean() < min_hull_share:
         return None
-    linear[outside] = nearest[outside]
+    if outside.any():
+        linear[outside] = nearest_neighbour(positions, colours, grid[outside], fill=fill)
     return linear.reshape(out_shape)
 
 
